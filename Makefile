@@ -1,0 +1,35 @@
+# Primus developer entry points. `make demo` and `make test` work on a fresh clone.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: setup test test-fast lint format demo clean help
+
+help:
+	@echo "make setup  - create $(VENV) (Python 3.12) with the pinned dependencies"
+	@echo "make test   - run the whole test suite (what CI runs)"
+	@echo "make demo   - train a tiny Llama end to end (CPU, or the GPU when there is one)"
+	@echo "make lint   - ruff check + format check"
+
+setup:
+	@bash scripts/setup_venv.sh
+
+test: setup
+	@bash scripts/run_tests.sh $(PYTEST_ARGS)
+
+test-fast: setup
+	@$(PY) -m pytest -q -m "not megatron and not slow" $(PYTEST_ARGS)
+
+lint: setup
+	@$(PY) -m ruff check primus tests scripts
+	@$(PY) -m ruff format --check primus tests scripts
+
+format: setup
+	@$(PY) -m ruff format primus tests scripts
+	@$(PY) -m ruff check --fix primus tests scripts
+
+demo: setup
+	@bash scripts/demo.sh
+
+clean:
+	rm -rf runs .pytest_cache .ruff_cache

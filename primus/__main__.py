@@ -1,0 +1,7 @@
+"""`python -m primus` == `primus`."""
+
+import sys
+
+from primus.cli.main import main
+
+sys.exit(main())

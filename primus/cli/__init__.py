@@ -1,0 +1,1 @@
+"""Command line: `primus <command>`; each command lives in its own module."""

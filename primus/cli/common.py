@@ -1,0 +1,170 @@
+"""Pieces every command shares: global flags, config arguments, user-error handling."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from primus.core.config.overrides import is_override
+from primus.core.errors import PrimusUserError
+from primus.core.logging_setup import setup_logging
+
+logger = logging.getLogger("primus")
+
+OVERRIDES_HELP = """
+overrides (after the options, any number):
+  section.key=value    set a value (typed by YAML rules: 5, true, [1,2], null)
+  +section.key=value   add a key the schema does not know
+  ~section.key         delete a key
+"""
+
+
+def global_options(*, for_subcommand: bool = False) -> argparse.ArgumentParser:
+    """Options every command accepts (as a parent parser), before or after the command name."""
+    parent = argparse.ArgumentParser(add_help=False)
+    # A subcommand must not reset what was given before its name: no defaults there.
+    default = argparse.SUPPRESS if for_subcommand else False
+    parent.add_argument(
+        "--debug", action="store_true", default=default, help="debug logging; tracebacks for user errors"
+    )
+    parent.add_argument(
+        "--log-all-ranks", action="store_true", default=default, help="log from every rank, not only rank 0"
+    )
+    return parent
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """--config/--framework/--recipe and trailing overrides (shared by train and config show)."""
+    parser.add_argument("--config", metavar="FILE", help="experiment YAML file")
+    parser.add_argument("--framework", help="training backend (default: megatron_bridge)")
+    parser.add_argument("--recipe", help="backend recipe to start from, e.g. llama32_1b")
+    parser.add_argument(
+        "--data_path",
+        "--data-path",
+        dest="data_path",
+        nargs="+",
+        metavar="PATH",
+        help="indexed-dataset prefixes, optionally weighted: 0.7 pathA 0.3 pathB",
+    )
+    parser.add_argument(
+        "--hf_model_name_or_path",
+        "--hf-model",
+        dest="hf_model_name_or_path",
+        metavar="DIR_OR_ID",
+        help="HuggingFace model directory or hub id",
+    )
+    parser.add_argument(
+        "--convert_from_hf",
+        "--convert-from-hf",
+        dest="convert_from_hf",
+        action="store_const",
+        const=True,
+        help="initialise from the HF checkpoint",
+    )
+    parser.add_argument(
+        "--convert_to_hf",
+        "--convert-to-hf",
+        dest="convert_to_hf",
+        action="store_const",
+        const=True,
+        help="export the trained model as a HF checkpoint",
+    )
+    parser.add_argument(
+        "--hf_export_dir",
+        "--hf-export-dir",
+        dest="hf_export_dir",
+        metavar="DIR",
+        help="where --convert_to_hf writes (default: <run_dir>/hf)",
+    )
+    parser.add_argument("--run_dir", "--run-dir", dest="run_dir", metavar="DIR", help="run directory")
+    parser.add_argument("--device", choices=("auto", "cuda", "cpu"), help="training device (default: auto)")
+    parser.add_argument(
+        "--resume", action="store_const", const=True, help="continue from the latest checkpoint"
+    )
+    parser.add_argument(
+        "--trust_remote_code",
+        "--trust-remote-code",
+        dest="trust_remote_code",
+        action="store_const",
+        const=True,
+        help="allow code shipped with HF model repos",
+    )
+    parser.epilog = (parser.epilog or "") + OVERRIDES_HELP
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+
+
+#: CLI flags that set top-level Primus keys (flag dest -> config key).
+FLAG_KEYS = (
+    "framework",
+    "recipe",
+    "data_path",
+    "hf_model_name_or_path",
+    "convert_from_hf",
+    "convert_to_hf",
+    "hf_export_dir",
+    "run_dir",
+    "device",
+    "resume",
+    "trust_remote_code",
+)
+
+
+def train_request(args: argparse.Namespace):
+    """The TrainRequest for these arguments (flags not given stay None: YAML values win)."""
+    from primus.core.runtime import TrainRequest
+
+    flags = {key: getattr(args, key, None) for key in FLAG_KEYS}
+    if flags.get("data_path") is not None:
+        flags["data_path"] = " ".join(flags["data_path"])
+    return TrainRequest(
+        config_path=args.config,
+        overrides=list(args.overrides),
+        flags=flags,
+        dry_run=getattr(args, "dry_run", False),
+    )
+
+
+def _launcher_rank() -> int:
+    """The rank a launcher gave this process (only to filter logs; 0 when unknown)."""
+    for name in ("RANK", "SLURM_PROCID"):
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return 0
+
+
+def run_command(fn: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
+    """Run a command; a user error becomes one clear message and exit code 2."""
+    setup_logging(_launcher_rank(), log_all_ranks=args.log_all_ranks, debug=args.debug)
+    try:
+        return fn(args) or 0
+    except PrimusUserError as exc:
+        if args.debug:
+            raise
+        print(f"primus: error: {exc.render()}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("primus: interrupted", file=sys.stderr)
+        return 130
+
+
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse options; the remaining ``key=value`` / ``~key`` tokens become ``args.overrides``.
+
+    Overrides may stand anywhere, also after a multi-value option such as ``--data_path``.
+    """
+    args, extras = parser.parse_known_args(argv)
+    overrides = []
+    for name in ("data_path",):
+        values = getattr(args, name, None)
+        if values:
+            setattr(args, name, [v for v in values if not is_override(v)] or None)
+            overrides += [v for v in values if is_override(v)]
+    unknown = [e for e in extras if not is_override(e)]
+    if unknown:
+        parser.error("unrecognized arguments: " + " ".join(unknown))
+    args.overrides = overrides + [e for e in extras if is_override(e)]
+    return args

@@ -1,0 +1,1 @@
+"""Backend-agnostic building blocks. Never imports a training framework."""

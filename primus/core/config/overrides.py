@@ -1,0 +1,41 @@
+"""CLI overrides: ``a.b=value`` (set), ``+a.b=value`` (add a key the schema lacks), ``~a.b`` (delete)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from primus.core.config.resolved import CLI, ResolvedConfig
+from primus.core.config.yaml_source import parse_scalar
+from primus.core.errors import ProblemCollector
+
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def is_override(token: str) -> bool:
+    """Whether a CLI token looks like an override (so argparse leftovers can be routed)."""
+    return not token.startswith("-") and ("=" in token or token.startswith("~"))
+
+
+def apply_overrides(cfg: ResolvedConfig, overrides: Iterable[str], problems: ProblemCollector) -> None:
+    for raw in overrides:
+        if raw.startswith("~"):
+            key = raw[1:]
+            if not _KEY.match(key):
+                problems.add(f"malformed delete override {raw!r}", source=CLI, hint="write ~section.key")
+            elif not cfg.delete(key):
+                problems.add("cannot delete: the key is not in the config", key=key, source=CLI)
+            continue
+        key, sep, text = raw.partition("=")
+        add = key.startswith("+")
+        key = key.lstrip("+")
+        if not sep or not _KEY.match(key):
+            problems.add(
+                f"malformed override {raw!r}",
+                source=CLI,
+                hint="write section.key=value, +section.new_key=value or ~section.key",
+            )
+            continue
+        cfg.set(key, parse_scalar(text), CLI)
+        if add:
+            cfg.added.add(key)

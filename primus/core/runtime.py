@@ -1,0 +1,120 @@
+"""The one runtime function behind `primus train`: config -> backend -> lifecycle.
+
+Layering: the CLI registers backends (``primus.backends``) and hands the registry in; this
+module never imports a framework itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from primus.core.backend import BACKENDS, BackendRegistry
+from primus.core.config import ResolvedConfig, load_config
+from primus.core.config.resolved import derived_source
+from primus.core.config.schema import validate_top_level
+from primus.core.distributed import DistEnv, resolve_dist_env
+from primus.core.environment import EnvFacts, detect
+from primus.core.errors import ProblemCollector
+from primus.core.patches import PATCHES, PatchContext, disabled_patch_ids
+from primus.core.trainer import run_lifecycle
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainRequest:
+    """What the user asked for on the command line."""
+
+    config_path: str | None = None
+    overrides: list[str] = field(default_factory=list)
+    flags: dict[str, Any] = field(default_factory=dict)
+    dry_run: bool = False
+
+
+@dataclass
+class RunContext:
+    """Everything a backend needs to build and run one training job."""
+
+    config: ResolvedConfig
+    dist: DistEnv
+    env: EnvFacts
+    patches: PatchContext
+    run_dir: Path
+    dry_run: bool = False
+    config_path: str | None = None
+
+
+def experiment_name(cfg: ResolvedConfig, config_path: str | None) -> str:
+    if cfg.get("name", None):
+        return cfg.get("name")
+    if cfg.get("recipe", None):
+        return str(cfg.get("recipe"))
+    return Path(config_path).stem if config_path else "primus"
+
+
+def resolve_config(
+    request: TrainRequest, registry: BackendRegistry = BACKENDS, environ: Mapping[str, str] | None = None
+) -> ResolvedConfig:
+    """Load the user's config and check the top level against the chosen backend's sections."""
+    cfg = load_config(request.config_path, request.overrides, request.flags, environ)
+    spec = registry.spec(cfg.get("framework"), cfg.source_of("framework"))
+    problems = ProblemCollector()
+    validate_top_level(cfg, spec.sections, problems)
+    problems.raise_if_any()
+    if cfg.get("run_dir") is None:
+        cfg.set(
+            "run_dir",
+            str(Path("runs") / experiment_name(cfg, request.config_path)),
+            derived_source("run_dir"),
+        )
+    return cfg
+
+
+def build_context(
+    request: TrainRequest, registry: BackendRegistry = BACKENDS, environ: Mapping[str, str] | None = None
+) -> RunContext:
+    environ = os.environ if environ is None else environ
+    cfg = resolve_config(request, registry, environ)
+    framework = cfg.get("framework")
+    spec = registry.spec(framework)
+    if spec.patches_module:
+        __import__(spec.patches_module)
+    patches_cfg = cfg.get("patches", None) or {}
+    disabled, problems = disabled_patch_ids(
+        patches_cfg.get("disable"),
+        environ,
+        PATCHES.ids(framework),
+        config_source=cfg.source_of("patches.disable"),
+    )
+    collector = ProblemCollector()
+    collector.extend(problems)
+    collector.raise_if_any()
+    dist = resolve_dist_env(environ)
+    env = detect(cfg.get("device"))
+    return RunContext(
+        config=cfg,
+        dist=dist,
+        env=env,
+        patches=PatchContext(backend=framework, env=env, config=cfg, disabled=disabled),
+        run_dir=Path(cfg.get("run_dir")),
+        dry_run=request.dry_run,
+        config_path=request.config_path,
+    )
+
+
+def train(request: TrainRequest, registry: BackendRegistry = BACKENDS) -> Any:
+    """Build the run, then either describe it (dry run) or drive the trainer's lifecycle."""
+    ctx = build_context(request, registry)
+    adapter = registry.get(ctx.config.get("framework"))
+    adapter.prepare_environment(ctx)
+    native = adapter.build_config(ctx)
+    if ctx.dry_run:
+        print(adapter.describe(ctx, native), end="")
+        logger.info("dry run: configuration is valid; nothing was trained or written")
+        return None
+    return run_lifecycle(adapter.create_trainer(ctx, native))
