@@ -132,16 +132,28 @@ def register_patch(
     return decorate
 
 
-def run_patches(phase: str, ctx: PatchContext, registry: PatchRegistry | None = None) -> list[PatchOutcome]:
-    """Apply every patch of ``ctx.backend`` for ``phase`` whose condition holds; log each."""
+def run_patches(
+    phase: str, ctx: PatchContext, registry: PatchRegistry | None = None, *, only: Iterable[str] | None = None
+) -> list[PatchOutcome]:
+    """Apply every patch of ``ctx.backend`` for ``phase`` whose condition holds; log each.
+
+    ``only`` restricts the run to some ids (e.g. the import-level patches a CLI listing needs).
+    A patch already applied in this process is not applied twice.
+    """
     outcomes = []
+    applied = ctx.state.setdefault("applied_ids", set())
     for patch in (registry or PATCHES).list(ctx.backend, phase):
+        if only is not None and patch.id not in only:
+            continue
+        if patch.id in applied:
+            continue
         if patch.id in ctx.disabled:
             outcome = PatchOutcome(patch.id, False, "disabled by user")
         elif not patch.condition(ctx):
             outcome = PatchOutcome(patch.id, False, f"condition not met: {patch.condition.text}")
         else:
             patch.apply(ctx)
+            applied.add(patch.id)
             outcome = PatchOutcome(patch.id, True, patch.condition.text)
         verb = "applied" if outcome.applied else "skipped"
         logger.info("patch %s %s (%s): %s", patch.id, verb, outcome.reason, patch.description)

@@ -1,0 +1,280 @@
+"""MegatronBridgeArgBuilder: defaults < recipe < YAML sections < CLI, into a ``ConfigContainer``.
+
+The user's layer (YAML + CLI, with file:line / cli provenance) comes from
+``primus.core.config``; this module lays it over the recipe's container (or Bridge's common
+pretraining defaults with a Llama-style model when no recipe is given), maps the Primus keys
+(``data_path``, ``run_dir``, ``resume``...) onto it and derives the values users should not
+have to compute. Every value keeps its source.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from primus.backends.megatron_bridge import CONFIG_SECTIONS
+from primus.backends.megatron_bridge.config_tree import Provenance, apply_section, set_path
+from primus.backends.megatron_bridge.data import parse_data_path
+from primus.core.config.resolved import CLI, DEFAULT, ResolvedConfig, derived_source, recipe_source
+from primus.core.environment import EnvFacts
+from primus.core.errors import ProblemCollector
+
+logger = logging.getLogger(__name__)
+
+#: Llama-style architecture for models built from a ``model:`` section without a recipe.
+SCRATCH_MODEL_DEFAULTS: dict[str, Any] = {
+    "normalization": "RMSNorm",
+    "gated_linear_unit": True,
+    "activation_func": "silu",
+    "position_embedding_type": "rope",
+    "add_bias_linear": False,
+    "add_qkv_bias": False,
+    "share_embeddings_and_output_weights": False,
+    "rotary_base": 10000,
+    "layernorm_epsilon": 1e-5,
+    "hidden_dropout": 0.0,
+    "attention_dropout": 0.0,
+    "init_method_std": 0.02,
+    "seq_length": 2048,
+    "make_vocab_size_divisible_by": 128,
+}
+#: keys Primus reads from the ``model`` section itself (not ConfigContainer fields)
+PRIMUS_MODEL_KEYS = {"multiple_of": 256}
+NULL_TOKENIZER_VOCAB = 32000
+
+
+@dataclasses.dataclass
+class BuiltConfig:
+    """The native config plus where each of its values came from."""
+
+    container: Any
+    provenance: Provenance
+    recipe: str | None
+    user: ResolvedConfig
+
+    def view(self) -> ResolvedConfig:
+        """Primus keys + every ConfigContainer section, each leaf with its source."""
+        out = ResolvedConfig()
+        for key in self.user.data:
+            if key not in CONFIG_SECTIONS:
+                out.set(key, self.user.get(key), self.user.source_of(key) or DEFAULT)
+        out.merge(self.provenance.view(self.container, CONFIG_SECTIONS))
+        return out
+
+
+def llama_ffn_hidden_size(hidden_size: int, multiple_of: int = 256) -> int:
+    """Llama's rule: 2/3 of 4*hidden, rounded up to a multiple of ``multiple_of``."""
+    hidden = int(2 * 4 * hidden_size / 3)
+    return multiple_of * math.ceil(hidden / multiple_of)
+
+
+def padded_vocab_size(vocab: int, divisible_by: int, tp: int) -> int:
+    multiple = max(divisible_by, 1) * max(tp, 1)
+    return multiple * math.ceil(vocab / multiple)
+
+
+class MegatronBridgeArgBuilder:
+    """Builds a validated ``ConfigContainer`` from the user's config, recording provenance."""
+
+    def __init__(self, user: ResolvedConfig, env: EnvFacts, world_size: int = 1) -> None:
+        self.user = user
+        self.env = env
+        self.world_size = world_size
+        self.problems = ProblemCollector()
+
+    # -- public ---------------------------------------------------------------------------
+    def build(self) -> BuiltConfig:
+        recipe = self.user.get("recipe", None)
+        container, provenance = self._base(recipe)
+        self._apply_user_sections(container, provenance)
+        self._apply_primus_keys(container, provenance)
+        self._derive(container, provenance)
+        self.problems.raise_if_any()
+        return BuiltConfig(container, provenance, recipe, self.user)
+
+    # -- layers ---------------------------------------------------------------------------
+    def _base(self, recipe: str | None) -> tuple[Any, Provenance]:
+        if recipe:
+            from primus.backends.megatron_bridge.recipes import build_recipe, resolve_recipe
+
+            info = resolve_recipe(recipe)
+            logger.info("recipe %s -> %s", recipe, info.name)
+            return build_recipe(info.name), Provenance(recipe_source(recipe))
+        from megatron.bridge.models.gpt_provider import GPTModelProvider
+        from megatron.bridge.recipes.common import _pretrain_common
+        from megatron.bridge.training.tokenizers.config import TokenizerConfig
+
+        container = _pretrain_common()
+        provenance = Provenance(DEFAULT)
+        container.model = GPTModelProvider()
+        model_values = dict(SCRATCH_MODEL_DEFAULTS)
+        problems = ProblemCollector()
+        defaults = ResolvedConfig()
+        defaults.set("model", model_values, DEFAULT)
+        apply_section(container.model, model_values, "model", defaults, provenance, problems)
+        problems.raise_if_any()
+        container.tokenizer = TokenizerConfig(tokenizer_type="NullTokenizer", vocab_size=NULL_TOKENIZER_VOCAB)
+        return container, provenance
+
+    def _apply_user_sections(self, container: Any, provenance: Provenance) -> None:
+        for section in CONFIG_SECTIONS:
+            if section not in self.user.data:
+                continue
+            values = self.user.get(section)
+            source = self.user.source_of(section)
+            if section == "model" and isinstance(values, dict):
+                values = {k: v for k, v in values.items() if k not in PRIMUS_MODEL_KEYS}
+            target = getattr(container, section, None)
+            if isinstance(values, dict) and target is not None and dataclasses.is_dataclass(target):
+                apply_section(target, values, section, self.user, provenance, self.problems)
+            elif (
+                isinstance(values, dict)
+                and target is None
+                and section in ("mixed_precision", "peft", "comm_overlap")
+            ):
+                self.problems.add(
+                    f"the {section} section needs a base from a recipe; give a preset name instead",
+                    key=section,
+                    source=source,
+                    hint="e.g. mixed_precision: bf16_mixed",
+                )
+            elif isinstance(values, dict) and target is None:
+                self.problems.add(f"section {section} is not configurable here", key=section, source=source)
+            else:
+                setattr(container, section, values)
+                provenance.record(section, source or CLI)
+
+    def _apply_primus_keys(self, container: Any, provenance: Provenance) -> None:
+        user = self.user
+        run_dir = Path(user.get("run_dir"))
+        blend = parse_data_path(user.get("data_path", None), user.source_of("data_path"), self.problems)
+        if blend is not None:
+            set_path(
+                container, "dataset.blend", blend.as_megatron_blend(), user.source_of("data_path"), provenance
+            )
+        elif (
+            getattr(container.dataset, "blend", None) is None
+            and getattr(container.dataset, "data_path", None) is None
+        ):
+            logger.info("no data_path: training on mock data (random tokens)")
+
+        if not self._user_set("checkpoint.save"):
+            set_path(
+                container,
+                "checkpoint.save",
+                str(run_dir / "checkpoints"),
+                derived_source("run_dir"),
+                provenance,
+            )
+        if not self._user_set("logger.tensorboard_dir"):
+            set_path(
+                container,
+                "logger.tensorboard_dir",
+                str(run_dir / "tensorboard"),
+                derived_source("run_dir"),
+                provenance,
+            )
+        if not self._user_set("checkpoint.load"):
+            load = container.checkpoint.save if user.get("resume", False) else None
+            set_path(
+                container,
+                "checkpoint.load",
+                load,
+                derived_source("resume" if load else "no_resume"),
+                provenance,
+            )
+
+    def _derive(self, container: Any, provenance: Provenance) -> None:
+        model = container.model
+        multiple_of = (self.user.get("model", {}) or {}).get("multiple_of", PRIMUS_MODEL_KEYS["multiple_of"])
+        if getattr(model, "ffn_hidden_size", None) is None and model.hidden_size:
+            set_path(
+                container,
+                "model.ffn_hidden_size",
+                llama_ffn_hidden_size(model.hidden_size, multiple_of),
+                derived_source(f"llama_ffn(multiple_of={multiple_of})"),
+                provenance,
+            )
+        if getattr(model, "kv_channels", None) is None and model.hidden_size and model.num_attention_heads:
+            set_path(
+                container,
+                "model.kv_channels",
+                model.hidden_size // model.num_attention_heads,
+                derived_source("hidden_size/num_attention_heads"),
+                provenance,
+            )
+        if getattr(model, "num_query_groups", None) is None and model.num_attention_heads:
+            set_path(
+                container,
+                "model.num_query_groups",
+                model.num_attention_heads,
+                derived_source("num_attention_heads"),
+                provenance,
+            )
+        self._derive_seq_length(container, provenance)
+        self._derive_vocab(container, provenance)
+        self._derive_batch(container, provenance)
+
+    def _derive_seq_length(self, container: Any, provenance: Provenance) -> None:
+        model_set, data_set = self._user_set("model.seq_length"), self._user_set("dataset.seq_length")
+        m, d = container.model.seq_length, container.dataset.seq_length
+        if model_set and data_set and m != d:
+            self.problems.add(
+                f"model.seq_length={m} and dataset.seq_length={d} differ",
+                key="dataset.seq_length",
+                source=self.user.source_of("dataset.seq_length"),
+                hint="set one of them; Primus keeps the other equal",
+            )
+        elif m != d:
+            if data_set:
+                set_path(container, "model.seq_length", d, derived_source("dataset.seq_length"), provenance)
+            else:
+                set_path(container, "dataset.seq_length", m, derived_source("model.seq_length"), provenance)
+
+    def _derive_vocab(self, container: Any, provenance: Provenance) -> None:
+        tokenizer, model = container.tokenizer, container.model
+        if model.vocab_size is not None or getattr(tokenizer, "tokenizer_type", None) != "NullTokenizer":
+            return
+        if getattr(tokenizer, "use_tokenizer_vocab_size", False) or not tokenizer.vocab_size:
+            return
+        padded = padded_vocab_size(
+            tokenizer.vocab_size, model.make_vocab_size_divisible_by, model.tensor_model_parallel_size
+        )
+        set_path(container, "model.vocab_size", padded, derived_source("vocab_padding"), provenance)
+
+    def _derive_batch(self, container: Any, provenance: Provenance) -> None:
+        model, train = container.model, container.train
+        parallel = (
+            (model.tensor_model_parallel_size or 1)
+            * (model.pipeline_model_parallel_size or 1)
+            * (model.context_parallel_size or 1)
+        )
+        if self.world_size % parallel:
+            return  # reported by the preflight checks
+        dp = self.world_size // parallel
+        step = train.micro_batch_size * dp
+        if train.global_batch_size % step == 0:
+            return
+        if self._user_set("train.global_batch_size"):
+            self.problems.add(
+                f"global batch {train.global_batch_size} is not divisible by micro batch {train.micro_batch_size}"
+                f" x data-parallel size {dp}",
+                key="train.global_batch_size",
+                source=self.user.source_of("train.global_batch_size"),
+                hint=f"use a multiple of {step}",
+            )
+            return
+        fixed = step * max(1, round(train.global_batch_size / step))
+        set_path(
+            container,
+            "train.global_batch_size",
+            fixed,
+            derived_source("micro_batch_size*data_parallel_size"),
+            provenance,
+        )
+
+    def _user_set(self, path: str) -> bool:
+        return self.user.has(path)

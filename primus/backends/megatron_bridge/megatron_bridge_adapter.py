@@ -1,0 +1,45 @@
+"""MegatronBridgeAdapter: patches, argument building and preflight for one run."""
+
+from __future__ import annotations
+
+import logging
+
+from primus.backends.megatron_bridge import NAME, preflight
+from primus.backends.megatron_bridge.argument_builder import BuiltConfig, MegatronBridgeArgBuilder
+from primus.core.backend import BackendAdapter
+from primus.core.errors import PrimusUserError
+from primus.core.patches import run_patches
+from primus.core.runtime import RunContext
+
+logger = logging.getLogger(__name__)
+
+
+class MegatronBridgeAdapter(BackendAdapter):
+    name = NAME
+
+    def prepare_environment(self, ctx: RunContext) -> None:
+        """Export the rendezvous variables and run the ``setup`` patches (before any Megatron import)."""
+        ctx.dist.export()
+        run_patches("setup", ctx.patches)
+
+    def build_config(self, ctx: RunContext) -> BuiltConfig:
+        built = MegatronBridgeArgBuilder(ctx.config, ctx.env, ctx.dist.world_size).build()
+        ctx.patches.native_config = built
+        run_patches("build_args", ctx.patches)
+        problems = preflight.check(built.container, built.view(), ctx.env, ctx.dist.world_size)
+        if problems:
+            raise PrimusUserError(problems.problems)
+        return built
+
+    def describe(self, ctx: RunContext, native_config: BuiltConfig) -> str:
+        applied = [o.patch_id for o in ctx.patches.state.get("patch_outcomes", []) if o.applied]
+        header = f"# primus train --dry-run: framework {NAME}, device {ctx.env.device}, world size {ctx.dist.world_size}\n"
+        header += f"# patches applied: {', '.join(applied) or 'none'}\n"
+        return header + native_config.view().to_yaml()
+
+    def create_trainer(self, ctx: RunContext, native_config: BuiltConfig):
+        from primus.backends.megatron_bridge.megatron_bridge_pretrain_trainer import (
+            MegatronBridgePretrainTrainer,
+        )
+
+        return MegatronBridgePretrainTrainer(ctx, native_config)

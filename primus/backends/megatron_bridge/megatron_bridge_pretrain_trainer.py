@@ -1,0 +1,86 @@
+"""MegatronBridgePretrainTrainer: Megatron-Bridge ``pretrain()`` with its GPT ``forward_step``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from primus.backends.megatron_bridge.argument_builder import BuiltConfig
+from primus.core.patches import run_patches
+from primus.core.runtime import RunContext
+from primus.core.trainer import BaseTrainer
+
+logger = logging.getLogger(__name__)
+
+
+class MegatronBridgePretrainTrainer(BaseTrainer):
+    def __init__(self, ctx: RunContext, built: BuiltConfig) -> None:
+        self.ctx = ctx
+        self.built = built
+        self.container = built.container
+        self.run_dir = Path(ctx.run_dir)
+        self.metrics = None
+        self.summary: dict[str, Any] = {}
+
+    def setup(self) -> None:
+        """Create the run directory and record the resolved config (with sources) in it."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.ctx.dist.is_main:
+            (self.run_dir / "config.yaml").write_text(self.built.view().to_yaml())
+        logger.info("run directory: %s", self.run_dir)
+
+    def init(self) -> None:
+        from primus.backends.megatron_bridge.metrics import MetricsRecorder
+
+        run_patches("before_train", self.ctx.patches)
+        c = self.container
+        self.metrics = MetricsRecorder(self.run_dir, c.train.global_batch_size * c.dataset.seq_length)
+
+    def run_train(self) -> dict[str, Any]:
+        from megatron.bridge.training.gpt_step import forward_step
+        from megatron.bridge.training.pretrain import pretrain
+
+        c = self.container
+        logger.info(
+            "training %s: %d iterations, global batch %d x seq %d, device %s",
+            self.built.recipe or "model from config",
+            c.train.train_iters,
+            c.train.global_batch_size,
+            c.dataset.seq_length,
+            self.ctx.env.device,
+        )
+        pretrain(c, forward_step, callbacks=[self.metrics])
+        self.summary = self.metrics.summary() if self.metrics else {}
+        self.summary["checkpoint"] = c.checkpoint.save
+        self.summary["run_dir"] = str(self.run_dir)
+        run_patches("after_train", self.ctx.patches)
+        return self.summary
+
+    def cleanup(self) -> None:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+        if self.summary:
+            self._log_summary()
+
+    def _log_summary(self) -> None:
+        s = self.summary
+        tps = s.get("tokens_per_second")
+        lines = [
+            "summary:",
+            f"  iterations     {s.get('start_iteration')} -> {s.get('last_iteration')} ({s.get('iterations_run')} run)",
+            f"  loss           {_fmt(s.get('first_loss'))} -> {_fmt(s.get('last_loss'))}",
+            f"  throughput     {tps:,.0f} tokens/s" if tps else "  throughput     n/a",
+            f"  checkpoint     {s.get('checkpoint')}",
+            f"  run directory  {s.get('run_dir')}",
+        ]
+        logger.info("\n".join(lines))
+        if self.ctx.dist.is_main:
+            (self.run_dir / "summary.json").write_text(json.dumps(s, indent=2) + "\n")
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}"

@@ -1,0 +1,95 @@
+"""``build_args`` patches: adjust the built ``ConfigContainer`` to what this machine can run.
+
+They write through :func:`set_path` so every change shows ``patch:<id>`` in the provenance.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from primus.backends.megatron_bridge import NAME
+from primus.backends.megatron_bridge.config_tree import set_path
+from primus.backends.megatron_bridge.patches.conditions import ON_CPU, TE_ABSENT
+from primus.core.patches import PatchContext, register_patch
+
+logger = logging.getLogger(__name__)
+
+#: Fusions that need Transformer Engine or Apex kernels, and their TE-free values.
+TE_FREE_MODEL_SETTINGS: dict[str, Any] = {
+    "transformer_impl": "local",
+    "persist_layer_norm": False,
+    "apply_rope_fusion": False,
+    "masked_softmax_fusion": False,
+    "gradient_accumulation_fusion": False,
+    "cross_entropy_fusion_impl": "native",
+}
+
+#: What pretrain() needs on a CPU (dotted path -> value); see MEGATRON_NOTES.md.
+CPU_SETTINGS: dict[str, Any] = {
+    "optimizer.clip_grad": 0.0,  # the clip path asserts torch.cuda.FloatTensor
+    "optimizer.use_distributed_optimizer": False,
+    "ddp.use_distributed_optimizer": False,
+    "ddp.overlap_grad_reduce": False,
+    "ddp.overlap_param_gather": False,
+    "ddp.grad_reduce_in_fp32": False,
+    "ddp.data_parallel_sharding_strategy": "no_shard",
+    "optimizer.bf16": False,
+    "optimizer.fp16": False,
+    "model.bf16": False,
+    "model.fp16": False,
+    "model.use_cpu_initialization": True,
+    "dataset.num_workers": 0,
+    "dist.distributed_backend": "gloo",
+    "checkpoint.load_rng": False,  # no CUDA RNG states to restore
+    "train.manual_gc": False,
+}
+
+
+def _source(patch_id: str) -> str:
+    return f"patch:{patch_id}"
+
+
+def _set(ctx: PatchContext, path: str, value: Any, patch_id: str) -> None:
+    set_path(ctx.native_config.container, path, value, _source(patch_id), ctx.native_config.provenance)
+
+
+@register_patch(
+    "megatron_bridge.te_free_model",
+    backend=NAME,
+    phase="build_args",
+    condition=TE_ABSENT,
+    description="local (non-TE) layer spec; TE/Apex-only fusions off; native cross-entropy",
+)
+def te_free_model(ctx: PatchContext) -> None:
+    from megatron.bridge.models.gpt_provider import local_layer_spec
+
+    patch_id = "megatron_bridge.te_free_model"
+    model = ctx.native_config.container.model
+    if hasattr(model, "transformer_layer_spec"):
+        model.transformer_layer_spec = local_layer_spec
+    for key, value in TE_FREE_MODEL_SETTINGS.items():
+        if hasattr(model, key) and getattr(model, key) != value:
+            _set(ctx, f"model.{key}", value, patch_id)
+
+
+@register_patch(
+    "megatron_bridge.cpu_training_config",
+    backend=NAME,
+    phase="build_args",
+    condition=ON_CPU,
+    description="fp32, gloo, no grad clipping / distributed optimizer / dataloader workers (CPU smoke-test mode)",
+)
+def cpu_training_config(ctx: PatchContext) -> None:
+    import torch
+
+    patch_id = "megatron_bridge.cpu_training_config"
+    container = ctx.native_config.container
+    for path, value in CPU_SETTINGS.items():
+        section, _, key = path.partition(".")
+        if hasattr(getattr(container, section), key):
+            _set(ctx, path, value, patch_id)
+    if container.mixed_precision is not None:
+        _set(ctx, "mixed_precision", None, patch_id)
+    _set(ctx, "model.params_dtype", torch.float32, patch_id)
+    _set(ctx, "model.pipeline_dtype", None, patch_id)

@@ -1,0 +1,89 @@
+"""Checks that run before any GPU time is spent; every problem is reported at once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from primus.core.environment import EnvFacts
+from primus.core.errors import ProblemCollector
+
+
+def _precision_wants_low_bits(container: Any) -> str | None:
+    mp = container.mixed_precision
+    names = [mp] if isinstance(mp, str) else []
+    if mp is not None and not isinstance(mp, str):
+        names += [str(getattr(mp, "fp8", None) or ""), str(getattr(mp, "fp4", None) or "")]
+    model = container.model
+    names += [str(getattr(model, "fp8", None) or ""), str(getattr(model, "fp4", None) or "")]
+    for name in names:
+        lowered = name.lower()
+        if "fp8" in lowered or "fp4" in lowered or lowered in ("e4m3", "hybrid", "nvfp4", "mxfp4"):
+            return name
+    return None
+
+
+def check(container: Any, built_view, env: EnvFacts, world_size: int) -> ProblemCollector:
+    """Problems with the final config for this environment (nothing is raised here)."""
+    problems = ProblemCollector()
+    model = container.model
+
+    def src(path: str) -> str | None:
+        return built_view.source_of(path)
+
+    low_bits = _precision_wants_low_bits(container)
+    if low_bits and not env.has_te:
+        problems.add(
+            f"FP8/FP4 training ({low_bits!r}) needs Transformer Engine, which is not installed",
+            key="mixed_precision",
+            source=src("mixed_precision") or src("model.fp8"),
+            hint="use mixed_precision: bf16_mixed, or run in a container with Transformer Engine",
+        )
+    tp = model.tensor_model_parallel_size or 1
+    pp = model.pipeline_model_parallel_size or 1
+    cp = model.context_parallel_size or 1
+    vp = getattr(model, "virtual_pipeline_model_parallel_size", None) or 1
+    heads, groups = model.num_attention_heads, model.num_query_groups or model.num_attention_heads
+    if heads and heads % tp:
+        problems.add(
+            f"num_attention_heads={heads} is not divisible by tensor_model_parallel_size={tp}",
+            key="model.tensor_model_parallel_size",
+            source=src("model.tensor_model_parallel_size"),
+            hint="choose a TP size that divides the number of heads",
+        )
+    elif groups and groups % tp:
+        problems.add(
+            f"num_query_groups={groups} is not divisible by tensor_model_parallel_size={tp}",
+            key="model.tensor_model_parallel_size",
+            source=src("model.tensor_model_parallel_size"),
+        )
+    if (
+        model.num_layers
+        and model.num_layers % (pp * vp)
+        and not getattr(model, "account_for_embedding_in_pipeline_split", False)
+    ):
+        problems.add(
+            f"num_layers={model.num_layers} is not divisible by pipeline size {pp} x virtual stages {vp}",
+            key="model.pipeline_model_parallel_size",
+            source=src("model.pipeline_model_parallel_size"),
+        )
+    if world_size % (tp * pp * cp):
+        problems.add(
+            f"world size {world_size} is not divisible by TP {tp} x PP {pp} x CP {cp}",
+            key="model.tensor_model_parallel_size",
+            source=src("model.tensor_model_parallel_size"),
+            hint="launch a multiple of TP*PP*CP processes",
+        )
+    if env.on_cpu and (tp > 1 or pp > 1 or cp > 1):
+        problems.add(
+            "tensor/pipeline/context parallelism needs GPUs; CPU mode supports data parallelism only",
+            key="model.tensor_model_parallel_size",
+            source=src("model.tensor_model_parallel_size"),
+        )
+    if env.device == "cuda" and not env.has_cuda:
+        problems.add(
+            "device=cuda but no CUDA device is visible",
+            key="device",
+            source=src("device"),
+            hint="use device: auto or cpu",
+        )
+    return problems
