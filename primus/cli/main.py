@@ -14,6 +14,10 @@ from primus.cli.common import global_options, parse, run_command
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("primus.cli.train", "train a model (also: torchrun -m primus.cli.train)"),
     "config": ("primus.cli.config_cmd", "inspect configs: `config show` prints values with their sources"),
+    "recipes": (
+        "primus.cli.recipes_cmd",
+        "list Megatron-Bridge recipes; `recipes show NAME` prints one's config",
+    ),
     "patches": ("primus.cli.patches_cmd", "list the compatibility and performance patches"),
     "backends": ("primus.cli.backends_cmd", "list the training backends"),
 }

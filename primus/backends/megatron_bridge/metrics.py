@@ -39,10 +39,16 @@ class MetricsRecorder(Callback):
         self._last_time: float | None = None
         self._train_start: float | None = None
         self._file = None
+        self.data_parallel_size = 1
 
     def on_train_start(self, context) -> None:
         self._train_start = self._last_time = time.perf_counter()
         self.start_iteration = int(context.state.train_state.step)
+        from megatron.core import parallel_state as ps
+
+        self.data_parallel_size = (
+            ps.get_data_parallel_world_size() if ps.model_parallel_is_initialized() else 1
+        )
         if _is_writer():
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self._file = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
@@ -88,6 +94,7 @@ class MetricsRecorder(Callback):
             "first_loss": losses[0] if losses else None,
             "last_loss": losses[-1] if losses else None,
             "tokens_per_iteration": self.tokens_per_iteration,
+            "data_parallel_size": self.data_parallel_size,
             "tokens_per_second": self.tokens_per_iteration * len(steady) / seconds if seconds > 0 else None,
             "train_seconds": (time.perf_counter() - self._train_start) if self._train_start else None,
         }

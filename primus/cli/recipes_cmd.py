@@ -1,0 +1,95 @@
+"""`primus recipes list|show`: the Megatron-Bridge recipes Primus can build offline."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from primus.cli.common import OVERRIDES_HELP
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parent = parser._primus_parent  # type: ignore[attr-defined]
+    sub = parser.add_subparsers(dest="recipes_command", metavar="COMMAND", required=True)
+    lst = sub.add_parser("list", help="list recipes (fast: reads only the shipped index)", parents=[parent])
+    lst.add_argument("--family", help="only this family (llama, gpt, gemma, qwen, ministral3)")
+    lst.set_defaults(func=list_recipes)
+
+    show = sub.add_parser(
+        "show",
+        help="build a recipe and print its config with the source of each value",
+        parents=[parent],
+        epilog=OVERRIDES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    show.add_argument(
+        "name", metavar="NAME", help="recipe: canonical name, legacy alias or short name (llama32_1b)"
+    )
+    show.add_argument(
+        "--hf_model_name_or_path",
+        "--hf-model",
+        dest="hf_model_name_or_path",
+        metavar="DIR",
+        help="local HF model directory whose config.json replaces the recipe's (for recipes not shipped)",
+    )
+    show.add_argument("--no-sources", action="store_true", help="plain YAML without provenance comments")
+    show.set_defaults(func=show_recipe)
+
+
+def list_recipes(args: argparse.Namespace) -> int:
+    from primus.backends.megatron_bridge.recipes import list_recipes as recipes
+
+    infos = recipes(args.family)
+    rows = [("NAME", "FAMILY", "SHORT", "HF CONFIG", "OFFLINE")]
+    rows += [
+        (
+            i.name,
+            i.family,
+            i.short or "-",
+            ", ".join(i.hub_ids) or "-",
+            "yes" if i.offline_buildable else "no",
+        )
+        for i in infos
+    ]
+    widths = [max(len(row[col]) for row in rows) for col in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1])
+    offline = sum(i.offline_buildable for i in infos)
+    print(
+        f"\n{len(infos)} recipes, {offline} build offline. Also accepted: legacy aliases "
+        "(llama3_8b_pretrain_config). Show one: primus recipes show NAME"
+    )
+    return 0
+
+
+def show_recipe(args: argparse.Namespace) -> int:
+    from primus.backends.megatron_bridge import CONFIG_SECTIONS
+    from primus.backends.megatron_bridge.config_tree import Provenance, apply_section
+    from primus.backends.megatron_bridge.recipes import build_recipe, resolve_recipe
+    from primus.core.config import load_config
+    from primus.core.config.schema import validate_top_level
+    from primus.core.errors import ProblemCollector
+
+    info = resolve_recipe(args.name)
+    user = load_config(None, args.overrides, flags={"hf_model_name_or_path": args.hf_model_name_or_path})
+    problems = ProblemCollector()  # every problem reported at once, after the build
+    validate_top_level(user, CONFIG_SECTIONS, problems)
+    container = build_recipe(info.name, hf_config_dir=user.get("hf_model_name_or_path", None))
+    provenance = Provenance(f"recipe:{args.name}")
+    for section in CONFIG_SECTIONS:
+        if section not in user.data:
+            continue
+        values, target = user.get(section), getattr(container, section, None)
+        if isinstance(values, dict) and dataclasses.is_dataclass(target):
+            apply_section(target, values, section, user, provenance, problems)
+        else:
+            problems.add(
+                "only fields of a section the recipe sets can be overridden here",
+                key=section,
+                source=user.source_of(section),
+            )
+    problems.raise_if_any()
+
+    print(f"# recipe {args.name} -> {info.name} ({info.module})")
+    print(provenance.view(container, CONFIG_SECTIONS).to_yaml(with_sources=not args.no_sources), end="")
+    return 0

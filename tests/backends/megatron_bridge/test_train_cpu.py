@@ -1,0 +1,124 @@
+"""End to end on CPU: `primus train` as a subprocess drives Megatron-Bridge's real pretrain()."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = [pytest.mark.megatron, pytest.mark.slow]
+TINY = REPO / "primus" / "configs" / "tiny_llama.yaml"
+
+
+def read_metrics(run_dir: Path) -> dict[int, float]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return {rec["iteration"]: rec["loss"] for rec in map(json.loads, lines)}
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    """One uninterrupted 20-iteration run shared by the tests below."""
+    from tests.conftest import run_cli
+
+    run_dir = tmp_path_factory.mktemp("full") / "run"
+    out = run_cli("train", "--config", str(TINY), "--run_dir", str(run_dir), cwd=run_dir.parent)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return run_dir, out
+
+
+def test_tiny_llama_trains_and_loss_falls(full_run):
+    run_dir, out = full_run
+    losses = read_metrics(run_dir)
+    assert sorted(losses) == list(range(1, 21))
+    assert losses[20] < 0.75 * losses[1], losses
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["last_iteration"] == 20 and summary["tokens_per_second"] > 0
+    assert (run_dir / "checkpoints" / "iter_0000010").is_dir()
+    assert (run_dir / "checkpoints" / "iter_0000020").is_dir()
+    assert (run_dir / "checkpoints" / "latest_checkpointed_iteration.txt").read_text().strip() == "20"
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    config = (run_dir / "config.yaml").read_text()
+    assert "num_layers: 2  # " in config and "tiny_llama.yaml:" in config
+    assert "ffn_hidden_size: 256  # derived:llama_ffn(multiple_of=256)" in config
+    assert "CPU execution: development / smoke-test mode" in out.stderr
+    assert "patch megatron_bridge.te_free_model applied" in out.stderr
+    assert "summary:" in out.stderr and "run directory" in out.stderr
+
+
+def test_resume_continues_with_the_same_losses(full_run, tmp_path):
+    from tests.conftest import run_cli
+
+    full_dir, _ = full_run
+    run_dir = tmp_path / "resumed"
+    first = run_cli(
+        "train", "--config", str(TINY), "--run_dir", str(run_dir), "train.exit_interval=10", cwd=tmp_path
+    )
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert (run_dir / "checkpoints" / "latest_checkpointed_iteration.txt").read_text().strip() == "10"
+    second = run_cli("train", "--config", str(TINY), "--run_dir", str(run_dir), "--resume", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["start_iteration"] == 10 and summary["last_iteration"] == 20
+    resumed, uninterrupted = read_metrics(run_dir), read_metrics(full_dir)
+    for it in range(11, 21):
+        assert resumed[it] == pytest.approx(uninterrupted[it], rel=1e-5, abs=1e-6), it
+
+
+def test_torchrun_two_processes_data_parallel(tmp_path):
+    run_dir = tmp_path / "dp2"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "primus.cli.train",
+            "--config",
+            str(TINY),
+            "--run_dir",
+            str(run_dir),
+            "train.train_iters=6",
+            "checkpoint.save_interval=6",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["data_parallel_size"] == 2
+    losses = read_metrics(run_dir)
+    assert sorted(losses) == list(range(1, 7)) and losses[6] < losses[1]
+
+
+def test_dry_run_writes_nothing_and_shows_sources(tmp_path):
+    from tests.conftest import run_cli
+
+    run_dir = tmp_path / "dry"
+    out = run_cli(
+        "train",
+        "--config",
+        str(TINY),
+        "--run_dir",
+        str(run_dir),
+        "--dry-run",
+        "train.train_iters=3",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "train_iters: 3  # cli" in out.stdout
+    assert "kv_channels: 16  # derived:hidden_size/num_attention_heads" in out.stdout
+    assert "transformer_impl: local  # patch:megatron_bridge.te_free_model" in out.stdout
+    assert "# patches applied: megatron_bridge.te_placeholder" in out.stdout
+    assert not run_dir.exists()
