@@ -37,6 +37,8 @@ class EnvFacts:
     has_te: bool = False
     device: str = "cpu"
     versions: dict[str, str | None] = field(default_factory=dict)
+    #: backend-specific facts, probed lazily by patch conditions (tests may preset them)
+    extra: dict[str, object] = field(default_factory=dict)
 
     @property
     def on_cpu(self) -> bool:

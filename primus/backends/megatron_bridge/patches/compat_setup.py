@@ -10,8 +10,14 @@ import logging
 
 from primus.backends.megatron_bridge import NAME
 from primus.backends.megatron_bridge.patches import import_redirects
-from primus.backends.megatron_bridge.patches.conditions import NVRX_UNUSABLE, ON_CPU, TE_ABSENT, nvrx_state
-from primus.core.patches import Condition, PatchContext, register_patch
+from primus.backends.megatron_bridge.patches.conditions import (
+    NVRX_UNUSABLE,
+    ON_CPU,
+    PREBUILT_HELPERS_ONLY,
+    TE_ABSENT,
+    nvrx_state,
+)
+from primus.core.patches import PatchContext, register_patch
 
 logger = logging.getLogger(__name__)
 
@@ -57,19 +63,11 @@ def nvrx_placeholder(ctx: PatchContext) -> None:
         import_redirects.install(NVRX_HIDE)
 
 
-def _helpers_prebuilt() -> bool:
-    from primus.core.environment import module_importable
-
-    return module_importable("megatron.core.datasets.helpers_cpp")
-
-
 @register_patch(
     "megatron_bridge.prebuilt_dataset_helpers",
     backend=NAME,
     phase="setup",
-    condition=Condition(
-        lambda ctx: _helpers_prebuilt(), "the wheel's prebuilt helpers_cpp extension is importable"
-    ),
+    condition=PREBUILT_HELPERS_ONLY,
     description="use the prebuilt dataset helpers instead of running `make` (the wheel has no Makefile)",
 )
 def prebuilt_dataset_helpers(ctx: PatchContext) -> None:
