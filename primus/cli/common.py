@@ -149,6 +149,9 @@ def run_command(fn: Callable[[argparse.Namespace], int | None], args: argparse.N
     except KeyboardInterrupt:
         print("primus: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `primus recipes list | head`
+        sys.stderr.close()
+        return 0
 
 
 def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:

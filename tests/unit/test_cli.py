@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import REPO
 
-COMMANDS = ["train", "config", "patches", "backends"]
+COMMANDS = ["train", "config", "patches", "backends", "recipes"]
 
 
 def test_help_lists_subcommands(cli):

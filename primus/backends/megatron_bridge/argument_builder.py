@@ -102,7 +102,9 @@ class MegatronBridgeArgBuilder:
 
             info = resolve_recipe(recipe)
             logger.info("recipe %s -> %s", recipe, info.name)
-            return build_recipe(info.name), Provenance(recipe_source(recipe))
+            hf_path = self.user.get("hf_model_name_or_path", None)
+            hf_dir = hf_path if hf_path and Path(hf_path).is_dir() else None
+            return build_recipe(info.name, hf_config_dir=hf_dir), Provenance(recipe_source(recipe))
         from megatron.bridge.models.gpt_provider import GPTModelProvider
         from megatron.bridge.recipes.common import _pretrain_common
         from megatron.bridge.training.tokenizers.config import TokenizerConfig

@@ -188,3 +188,24 @@ def test_build_args_patches_on_cpu():
     assert c.optimizer.clip_grad == 0.0 and c.dist.distributed_backend == "gloo"
     assert c.model.params_dtype is torch.float32 and c.mixed_precision is None
     assert view.source_of("optimizer.clip_grad") == "patch:megatron_bridge.cpu_training_config"
+
+
+def test_precedence_recipe_then_yaml_then_cli(tmp_path):
+    (tmp_path / "exp.yaml").write_text(
+        "recipe: llama32_1b\ntrain:\n  train_iters: 50\n  micro_batch_size: 2\n"
+    )
+    user = load_config(tmp_path / "exp.yaml", overrides=["train.train_iters=7"])
+    user.set("run_dir", str(tmp_path / "run"), "cli")
+    built = MegatronBridgeArgBuilder(user, CPU_LAPTOP).build()
+    c, view = built.container, built.view()
+    assert c.model.num_layers == 16 and view.source_of("model.num_layers") == "recipe:llama32_1b"
+    assert c.train.micro_batch_size == 2 and view.source_of("train.micro_batch_size").endswith("exp.yaml:4")
+    assert c.train.train_iters == 7 and view.source_of("train.train_iters") == "cli"
+    assert c.checkpoint.save == str(tmp_path / "run" / "checkpoints")
+
+
+def test_unknown_recipe_suggests():
+    from primus.core.errors import PrimusUserError
+
+    with pytest.raises(PrimusUserError, match="unknown recipe 'llama3_8bb'.*did you mean"):
+        build(["recipe=llama3_8bb"])
