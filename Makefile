@@ -21,12 +21,12 @@ test-fast: setup
 	@$(PY) -m pytest -q -m "not megatron and not slow" $(PYTEST_ARGS)
 
 lint: setup
-	@$(PY) -m ruff check primus tests scripts
-	@$(PY) -m ruff format --check primus tests scripts
+	@$(PY) -m ruff check primus tests benchmarks
+	@$(PY) -m ruff format --check primus tests benchmarks
 
 format: setup
-	@$(PY) -m ruff format primus tests scripts
-	@$(PY) -m ruff check --fix primus tests scripts
+	@$(PY) -m ruff format primus tests benchmarks
+	@$(PY) -m ruff check --fix primus tests benchmarks
 
 demo: setup
 	@bash scripts/demo.sh

@@ -2,9 +2,9 @@
 # Run the whole suite with the project's venv. pytest's exit code 5 ("no tests collected")
 # is a failure here: a suite that runs nothing must not look green.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 PY=${VENV:-.venv}/bin/python
-"$PY" -m ruff check primus tests scripts || exit 1
+"$PY" -m ruff check primus tests benchmarks || exit 1
 "$PY" -m pytest "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then
