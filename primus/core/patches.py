@@ -9,6 +9,7 @@ config (``patches: {disable: [...]}``) or with ``PRIMUS_PATCHES=-id1,-id2``.
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -111,6 +112,8 @@ class PatchRegistry:
 
 
 PATCHES = PatchRegistry()
+#: setup-phase patches change the process (imports, torch.cuda): applied once per process
+_PROCESS_APPLIED: weakref.WeakSet[Patch] = weakref.WeakSet()
 
 
 def register_patch(
@@ -141,19 +144,20 @@ def run_patches(
     A patch already applied in this process is not applied twice.
     """
     outcomes = []
-    applied = ctx.state.setdefault("applied_ids", set())
+    applied = _PROCESS_APPLIED if phase == "setup" else ctx.state.setdefault("applied", set())
     for patch in (registry or PATCHES).list(ctx.backend, phase):
         if only is not None and patch.id not in only:
-            continue
-        if patch.id in applied:
             continue
         if patch.id in ctx.disabled:
             outcome = PatchOutcome(patch.id, False, "disabled by user")
         elif not patch.condition(ctx):
             outcome = PatchOutcome(patch.id, False, f"condition not met: {patch.condition.text}")
+        elif patch in applied:
+            outcomes.append(PatchOutcome(patch.id, True, "already applied in this process"))
+            continue
         else:
             patch.apply(ctx)
-            applied.add(patch.id)
+            applied.add(patch)
             outcome = PatchOutcome(patch.id, True, patch.condition.text)
         verb = "applied" if outcome.applied else "skipped"
         logger.info("patch %s %s (%s): %s", patch.id, verb, outcome.reason, patch.description)
