@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from primus.core.config.overrides import is_override
-from primus.core.errors import PrimusUserError
+from primus.core.errors import PrimusUserError, RunPreempted
 from primus.core.logging_setup import setup_logging
 
 logger = logging.getLogger("primus")
@@ -145,6 +145,9 @@ def run_command(fn: Callable[[argparse.Namespace], int | None], args: argparse.N
         if args.debug:
             raise
         print(f"primus: error: {exc.render()}", file=sys.stderr)
+        return exc.exit_code
+    except RunPreempted as exc:
+        print(f"primus: stopped: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("primus: interrupted", file=sys.stderr)

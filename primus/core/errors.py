@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 USER_ERROR_EXIT_CODE = 2
+#: a run stopped by SIGTERM after saving a checkpoint (128 + SIGTERM, as schedulers expect)
+PREEMPTED_EXIT_CODE = 143
 
 
 @dataclass(frozen=True)
@@ -96,3 +98,9 @@ def did_you_mean(name: str, candidates: Iterable[str], *, list_all_under: int = 
     if len(candidates) <= list_all_under:
         return "valid: " + ", ".join(candidates)
     return f"none of the {len(candidates)} valid names is close"
+
+
+class RunPreempted(Exception):
+    """Training stopped on a termination signal after saving a resumable checkpoint."""
+
+    exit_code = PREEMPTED_EXIT_CODE

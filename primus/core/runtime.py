@@ -21,6 +21,7 @@ from primus.core.distributed import DistEnv, resolve_dist_env
 from primus.core.environment import EnvFacts, detect
 from primus.core.errors import ProblemCollector
 from primus.core.patches import PATCHES, PatchContext, disabled_patch_ids
+from primus.core.run_lock import RunDirLock
 from primus.core.trainer import run_lifecycle
 
 logger = logging.getLogger(__name__)
@@ -117,4 +118,8 @@ def train(request: TrainRequest, registry: BackendRegistry = BACKENDS) -> Any:
         print(adapter.describe(ctx, native), end="")
         logger.info("dry run: configuration is valid; nothing was trained or written")
         return None
-    return run_lifecycle(adapter.create_trainer(ctx, native))
+    trainer = adapter.create_trainer(ctx, native)
+    if not ctx.dist.is_main:
+        return run_lifecycle(trainer)
+    with RunDirLock(ctx.run_dir):  # rank 0 holds it for the job: one run per directory
+        return run_lifecycle(trainer)

@@ -41,9 +41,22 @@ SCRATCH_MODEL_DEFAULTS: dict[str, Any] = {
     "seq_length": 2048,
     "make_vocab_size_divisible_by": 128,
 }
+#: Primus's own defaults on top of any recipe (dotted path -> value), unless the user sets them
+PRIMUS_DEFAULTS: dict[str, Any] = {
+    "train.exit_signal_handler": True,  # SIGTERM: save a checkpoint, then stop (resumable)
+}
+PRIMUS_DEFAULT_SOURCE = "default:primus"
 #: keys Primus reads from the ``model`` section itself (not ConfigContainer fields)
 PRIMUS_MODEL_KEYS = {"multiple_of": 256}
 NULL_TOKENIZER_VOCAB = 32000
+#: model fields a recipe keeps when --convert_from_hf takes the architecture from the HF config
+HF_KEEP_FROM_RECIPE = (
+    "tensor_model_parallel_size",
+    "pipeline_model_parallel_size",
+    "context_parallel_size",
+    "sequence_parallel",
+    "seq_length",
+)
 
 
 @dataclasses.dataclass
@@ -89,9 +102,12 @@ class MegatronBridgeArgBuilder:
     def build(self) -> BuiltConfig:
         recipe = self.user.get("recipe", None)
         container, provenance = self._base(recipe)
+        if self.user.get("convert_from_hf", False):
+            self._model_from_hf(container, provenance)
         self._apply_user_sections(container, provenance)
         self._apply_primus_keys(container, provenance)
         self._derive(container, provenance)
+        self._check_hf_export()
         self.problems.raise_if_any()
         return BuiltConfig(container, provenance, recipe, self.user)
 
@@ -120,6 +136,35 @@ class MegatronBridgeArgBuilder:
         problems.raise_if_any()
         container.tokenizer = TokenizerConfig(tokenizer_type="NullTokenizer", vocab_size=NULL_TOKENIZER_VOCAB)
         return container, provenance
+
+    def _model_from_hf(self, container: Any, provenance: Provenance) -> None:
+        """--convert_from_hf: the architecture from the HF config, the weights from its checkpoint."""
+        from primus.backends.megatron_bridge.hf_conversion import hf_model_provider
+
+        key, source = "hf_model_name_or_path", self.user.source_of("hf_model_name_or_path")
+        if not self.user.get(key, None):
+            self.problems.add(
+                "convert_from_hf needs a HF model", key=key, hint="pass --hf_model_name_or_path DIR"
+            )
+            return
+        provider, hf_dir = hf_model_provider(
+            self.user.get(key), bool(self.user.get("trust_remote_code", False)), key=key, source=source
+        )
+        if self.user.get("recipe", None):  # keep the recipe's parallel layout and sequence length
+            for name in HF_KEEP_FROM_RECIPE:
+                if hasattr(container.model, name):
+                    setattr(provider, name, getattr(container.model, name))
+        container.model = provider
+        provenance.record("model", f"hf:{hf_dir}")
+        derived = derived_source("convert_from_hf")
+        set_path(container, "checkpoint.pretrained_checkpoint", str(hf_dir), derived, provenance)
+        set_path(container, "checkpoint.hf_source_path", str(hf_dir), derived, provenance)
+        if self.user.get("trust_remote_code", False):
+            set_path(container, "checkpoint.hf_trust_remote_code", True, derived, provenance)
+        tokenizer = container.tokenizer
+        if getattr(tokenizer, "tokenizer_type", None) == "NullTokenizer" and not self._user_set("tokenizer"):
+            # mock / pre-tokenized data: token ids must stay inside the HF model's vocabulary
+            set_path(container, "tokenizer.vocab_size", provider.vocab_size - 1, derived, provenance)
 
     def _apply_user_sections(self, container: Any, provenance: Provenance) -> None:
         for section in CONFIG_SECTIONS:
@@ -151,6 +196,9 @@ class MegatronBridgeArgBuilder:
 
     def _apply_primus_keys(self, container: Any, provenance: Provenance) -> None:
         user = self.user
+        for path, value in PRIMUS_DEFAULTS.items():
+            if not self._user_set(path):
+                set_path(container, path, value, PRIMUS_DEFAULT_SOURCE, provenance)
         run_dir = Path(user.get("run_dir"))
         blend = parse_data_path(user.get("data_path", None), user.source_of("data_path"), self.problems)
         if blend is not None:
@@ -189,6 +237,15 @@ class MegatronBridgeArgBuilder:
                 provenance,
             )
 
+    def _check_hf_export(self) -> None:
+        if self.user.get("convert_to_hf", False) and not self.user.get("hf_model_name_or_path", None):
+            self.problems.add(
+                "convert_to_hf needs a HF model directory of the same architecture (config + tokenizer)",
+                key="convert_to_hf",
+                source=self.user.source_of("convert_to_hf"),
+                hint="pass --hf_model_name_or_path DIR",
+            )
+
     def _derive(self, container: Any, provenance: Provenance) -> None:
         model = container.model
         multiple_of = (self.user.get("model", {}) or {}).get("multiple_of", PRIMUS_MODEL_KEYS["multiple_of"])
@@ -217,6 +274,7 @@ class MegatronBridgeArgBuilder:
                 provenance,
             )
         self._derive_seq_length(container, provenance)
+        self._derive_split(container, provenance)
         self._derive_vocab(container, provenance)
         self._derive_batch(container, provenance)
 
@@ -235,6 +293,19 @@ class MegatronBridgeArgBuilder:
                 set_path(container, "model.seq_length", d, derived_source("dataset.seq_length"), provenance)
             else:
                 set_path(container, "dataset.seq_length", m, derived_source("model.seq_length"), provenance)
+
+    def _derive_split(self, container: Any, provenance: Provenance) -> None:
+        """Without evaluation (``validation.eval_iters: 0``) all real data goes to training.
+
+        Megatron's default split (9999,8,2) gives a small corpus validation/test splits of
+        zero documents, and building their indices then never finishes.
+        """
+        if self._user_set("dataset.split") or getattr(container.dataset, "blend", None) is None:
+            return
+        if getattr(container.validation, "eval_iters", None) == 0:
+            set_path(
+                container, "dataset.split", "1,0,0", derived_source("validation.eval_iters=0"), provenance
+            )
 
     def _derive_vocab(self, container: Any, provenance: Provenance) -> None:
         tokenizer, model = container.tokenizer, container.model

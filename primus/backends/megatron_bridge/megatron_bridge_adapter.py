@@ -6,6 +6,7 @@ import logging
 
 from primus.backends.megatron_bridge import NAME, preflight
 from primus.backends.megatron_bridge.argument_builder import BuiltConfig, MegatronBridgeArgBuilder
+from primus.backends.megatron_bridge.log_noise import quiet_third_party_noise
 from primus.core.backend import BackendAdapter
 from primus.core.errors import PrimusUserError
 from primus.core.patches import run_patches
@@ -20,13 +21,15 @@ class MegatronBridgeAdapter(BackendAdapter):
     def prepare_environment(self, ctx: RunContext) -> None:
         """Export the rendezvous variables and run the ``setup`` patches (before any Megatron import)."""
         ctx.dist.export()
+        quiet_third_party_noise()
         run_patches("setup", ctx.patches)
 
     def build_config(self, ctx: RunContext) -> BuiltConfig:
         built = MegatronBridgeArgBuilder(ctx.config, ctx.env, ctx.dist.world_size).build()
         ctx.patches.native_config = built
+        problems = preflight.check_requested(built.container, built.view(), ctx.env)
         run_patches("build_args", ctx.patches)
-        problems = preflight.check(built.container, built.view(), ctx.env, ctx.dist.world_size)
+        problems.extend(preflight.check(built.container, built.view(), ctx.env, ctx.dist.world_size).problems)
         if problems:
             raise PrimusUserError(problems.problems)
         return built

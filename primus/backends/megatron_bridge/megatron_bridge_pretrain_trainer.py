@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 from pathlib import Path
 from typing import Any
 
 from primus.backends.megatron_bridge.argument_builder import BuiltConfig
+from primus.core.errors import RunPreempted
 from primus.core.patches import run_patches
 from primus.core.runtime import RunContext
 from primus.core.trainer import BaseTrainer
@@ -32,11 +34,12 @@ class MegatronBridgePretrainTrainer(BaseTrainer):
         logger.info("run directory: %s", self.run_dir)
 
     def init(self) -> None:
-        from primus.backends.megatron_bridge.metrics import MetricsRecorder
+        from primus.backends.megatron_bridge.metrics import MetricsRecorder, SignalObserver
 
         run_patches("before_train", self.ctx.patches)
         c = self.container
         self.metrics = MetricsRecorder(self.run_dir, c.train.global_batch_size * c.dataset.seq_length)
+        self.signals = SignalObserver(c.train.exit_signal)
 
     def run_train(self) -> dict[str, Any]:
         from megatron.bridge.training.gpt_step import forward_step
@@ -51,11 +54,46 @@ class MegatronBridgePretrainTrainer(BaseTrainer):
             c.dataset.seq_length,
             self.ctx.env.device,
         )
-        pretrain(c, forward_step, callbacks=[self.metrics])
+        try:
+            pretrain(c, forward_step, callbacks=[self.metrics, self.signals])
+        except SystemExit as exc:
+            if not self.signals.received:
+                raise
+            self.summary = self._finish_summary()
+            raise RunPreempted(
+                f"received {signal.Signals(self.signals.signum).name} at iteration "
+                f"{self.summary.get('last_iteration')}; checkpoint saved in {c.checkpoint.save}; "
+                "continue with --resume"
+            ) from exc
+        self.summary = self._finish_summary()
+        run_patches("after_train", self.ctx.patches)
+        if self.ctx.config.get("convert_to_hf", False):
+            self.summary["hf_export"] = self._export_hf()
+        return self.summary
+
+    def _export_hf(self) -> str:
+        """--convert_to_hf: the last checkpoint as a HF directory (rank 0, after pretrain())."""
+        from primus.backends.megatron_bridge.hf_conversion import export_hf
+
+        cfg = self.ctx.config
+        out = Path(cfg.get("hf_export_dir", None) or self.run_dir / "hf")
+        if self.ctx.dist.is_main:
+            export_hf(
+                self.container.checkpoint.save,
+                out,
+                hf_source=cfg.get("hf_model_name_or_path"),
+                device=self.ctx.env.device,
+                trust_remote_code=bool(cfg.get("trust_remote_code", False)),
+                single_process=True,
+            )
+            logger.info("HF export: %s", out)
+        return str(out)
+
+    def _finish_summary(self) -> dict[str, Any]:
+        c = self.container
         self.summary = self.metrics.summary() if self.metrics else {}
         self.summary["checkpoint"] = c.checkpoint.save
         self.summary["run_dir"] = str(self.run_dir)
-        run_patches("after_train", self.ctx.patches)
         return self.summary
 
     def cleanup(self) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from primus.core.environment import EnvFacts
@@ -22,10 +24,46 @@ def _precision_wants_low_bits(container: Any) -> str | None:
     return None
 
 
-def check(container: Any, built_view, env: EnvFacts, world_size: int) -> ProblemCollector:
-    """Problems with the final config for this environment (nothing is raised here)."""
+TRACKER = "latest_checkpointed_iteration.txt"
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _check_directories(container: Any, view, problems: ProblemCollector) -> None:
+    """Output directories must be writable; a resume must have a checkpoint to resume from."""
+    for key, value in (
+        ("run_dir", view.get("run_dir", None)),
+        ("checkpoint.save", container.checkpoint.save),
+        ("logger.tensorboard_dir", container.logger.tensorboard_dir),
+    ):
+        if not value:
+            continue
+        existing = _nearest_existing(Path(value).absolute())
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            problems.add(
+                f"{value} is not writable ({existing} is not a writable directory)",
+                key=key,
+                source=view.source_of(key),
+                hint="choose a directory you can write to",
+            )
+    load = container.checkpoint.load
+    if load and not (Path(load) / TRACKER).is_file():
+        key = "resume" if view.get("resume", False) else "checkpoint.load"
+        problems.add(
+            f"nothing to resume: {load} has no checkpoint ({TRACKER} missing)",
+            key=key,
+            source=view.source_of(key),
+            hint="drop --resume to start from scratch, or point checkpoint.load at a checkpoint directory",
+        )
+
+
+def check_requested(container: Any, built_view, env: EnvFacts) -> ProblemCollector:
+    """Checks on what the user asked for, before build_args patches adapt it to the machine."""
     problems = ProblemCollector()
-    model = container.model
 
     def src(path: str) -> str | None:
         return built_view.source_of(path)
@@ -38,11 +76,37 @@ def check(container: Any, built_view, env: EnvFacts, world_size: int) -> Problem
             source=src("mixed_precision") or src("model.fp8"),
             hint="use mixed_precision: bf16_mixed, or run in a container with Transformer Engine",
         )
+    return problems
+
+
+def check(container: Any, built_view, env: EnvFacts, world_size: int) -> ProblemCollector:
+    """Problems with the final config for this environment (nothing is raised here)."""
+    problems = ProblemCollector()
+    model = container.model
+
+    def src(path: str) -> str | None:
+        return built_view.source_of(path)
+
     tp = model.tensor_model_parallel_size or 1
     pp = model.pipeline_model_parallel_size or 1
     cp = model.context_parallel_size or 1
     vp = getattr(model, "virtual_pipeline_model_parallel_size", None) or 1
     heads, groups = model.num_attention_heads, model.num_query_groups or model.num_attention_heads
+    hidden = model.hidden_size
+    if heads and groups and heads % groups:
+        problems.add(
+            f"num_attention_heads={heads} is not divisible by num_query_groups={groups}",
+            key="model.num_query_groups",
+            source=src("model.num_query_groups"),
+            hint="GQA needs heads to be a multiple of the query groups",
+        )
+    if heads and hidden and hidden % heads and str(src("model.kv_channels")).startswith("derived"):
+        problems.add(
+            f"hidden_size={hidden} is not divisible by num_attention_heads={heads}",
+            key="model.num_attention_heads",
+            source=src("model.num_attention_heads"),
+            hint="or set model.kv_channels explicitly",
+        )
     if heads and heads % tp:
         problems.add(
             f"num_attention_heads={heads} is not divisible by tensor_model_parallel_size={tp}",
@@ -79,6 +143,7 @@ def check(container: Any, built_view, env: EnvFacts, world_size: int) -> Problem
             key="model.tensor_model_parallel_size",
             source=src("model.tensor_model_parallel_size"),
         )
+    _check_directories(container, built_view, problems)
     if env.device == "cuda" and not env.has_cuda:
         problems.add(
             "device=cuda but no CUDA device is visible",

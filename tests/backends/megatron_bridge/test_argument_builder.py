@@ -138,13 +138,21 @@ def test_data_path_blend(tmp_path):
 
 def _preflight(overrides, env=CPU_LAPTOP, world_size=1):
     built = build(overrides, env, world_size)
-    return [str(p) for p in preflight.check(built.container, built.view(), env, world_size).problems]
+    problems = preflight.check_requested(built.container, built.view(), env)
+    problems.extend(preflight.check(built.container, built.view(), env, world_size).problems)
+    return [str(p) for p in problems.problems]
 
 
 def test_preflight_fp8_without_te():
     problems = _preflight([*MODEL, "mixed_precision=bf16_with_fp8_delayed_scaling_mixed"])
     assert any("needs Transformer Engine" in p and p.startswith("mixed_precision (cli)") for p in problems)
     assert not _preflight([*MODEL, "mixed_precision=bf16_with_fp8_delayed_scaling_mixed"], NVIDIA_CONTAINER)
+
+
+def test_preflight_head_geometry():
+    text = "\n".join(_preflight([*MODEL, "model.num_attention_heads=3", "model.num_query_groups=2"]))
+    assert "num_attention_heads=3 is not divisible by num_query_groups=2" in text
+    assert "hidden_size=64 is not divisible by num_attention_heads=3" in text
 
 
 def test_preflight_parallel_sizes():

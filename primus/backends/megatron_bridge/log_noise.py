@@ -1,0 +1,44 @@
+"""Keep Megatron's import-time chatter out of a normal run's output (all of it returns with --debug).
+
+Without Transformer Engine and Apex, importing Megatron-Bridge prints a dozen fallback
+warnings and an informational traceback (``safe_import_from``) that read like failures;
+Primus's own patch log already says which code paths are used and why.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+#: logger -> level in a normal run
+QUIET_LOGGERS = {"megatron.bridge.utils.import_utils": logging.WARNING}
+#: (message regex, module regex) of UserWarnings that only restate the TE/Apex-free setup
+QUIET_WARNINGS = (
+    (r"Apex is not installed", r"megatron\."),
+    (r"Transformer Engine and Apex are not installed", r"megatron\."),
+    (r"Only transformer-engine>=", r"megatron\."),
+    (r"MimoModelConfig is experimental", r"megatron\."),
+    (r"'pin_memory' argument is set as true but no accelerator", r"torch\."),
+)
+
+
+class _BelowLevel(logging.Filter):
+    """Drops records under a level; a filter survives the module's own ``setLevel`` at import."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= self.level
+
+
+def quiet_third_party_noise() -> None:
+    if logging.getLogger().isEnabledFor(logging.DEBUG):
+        return
+    for name, level in QUIET_LOGGERS.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _BelowLevel) for f in logger.filters):
+            logger.addFilter(_BelowLevel(level))
+    for message, module in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=UserWarning, module=module)

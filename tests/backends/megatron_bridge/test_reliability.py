@@ -1,0 +1,139 @@
+"""Faults a cluster produces, injected for real on CPU: SIGTERM, SIGKILL, torn checkpoints, two runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, run_cli
+
+pytestmark = [pytest.mark.megatron, pytest.mark.slow]
+TINY = str(REPO / "primus" / "configs" / "tiny_llama.yaml")
+LONG = ["train.train_iters=3000", "scheduler.lr_decay_iters=3000", "logger.log_interval=1"]
+
+
+def start(run_dir: Path, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "primus", "train", "--config", TINY, "--run_dir", str(run_dir), *LONG, *extra],
+        cwd=run_dir.parent,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(predicate, proc: subprocess.Popen, timeout: float = 240) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"process ended early ({proc.returncode}): {proc.stderr.read()[-3000:]}")
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("timed out")
+
+
+def iterations(run_dir: Path) -> int:
+    path = run_dir / "metrics.jsonl"
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def tracker(run_dir: Path) -> int | None:
+    path = run_dir / "checkpoints" / "latest_checkpointed_iteration.txt"
+    return int(path.read_text()) if path.exists() else None
+
+
+def resume(run_dir: Path, iters: int):
+    out = run_cli(
+        "train",
+        "--config",
+        TINY,
+        "--run_dir",
+        str(run_dir),
+        "--resume",
+        f"train.train_iters={iters}",
+        f"scheduler.lr_decay_iters={iters}",
+        cwd=run_dir.parent,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads((run_dir / "summary.json").read_text()), out
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_143(tmp_path):
+    run_dir = tmp_path / "term"
+    proc = start(run_dir, "checkpoint.save_interval=100000")
+    wait_for(lambda: iterations(run_dir) >= 3, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=240)
+    assert proc.returncode == 143, stderr[-3000:]
+    assert "primus: stopped: received SIGTERM at iteration" in stderr and "continue with --resume" in stderr
+    saved = tracker(run_dir)
+    assert saved is not None and saved >= 3
+    summary, _ = resume(run_dir, saved + 2)
+    assert summary["start_iteration"] == saved and summary["last_iteration"] == saved + 2
+
+
+def test_sigkill_then_resume_from_last_complete_checkpoint(tmp_path):
+    run_dir = tmp_path / "kill"
+    proc = start(run_dir, "checkpoint.save_interval=4")
+    wait_for(lambda: (tracker(run_dir) or 0) >= 4 and iterations(run_dir) >= 6, proc)
+    proc.kill()
+    proc.wait()
+    saved = tracker(run_dir)
+    assert saved is not None and saved % 4 == 0
+    # A torn write of the next checkpoint (the process died while writing it): the tracker was
+    # not updated, so the resume must load the last complete checkpoint.
+    torn = run_dir / "checkpoints" / f"iter_{saved + 4:07d}"
+    torn.mkdir(exist_ok=True)
+    (torn / "__0_0.distcp").write_bytes(b"\x00" * 100)
+    summary, _ = resume(run_dir, saved + 2)
+    assert summary["start_iteration"] == saved and summary["last_iteration"] == saved + 2
+
+
+def test_second_run_on_the_same_directory_is_refused(tmp_path):
+    run_dir = tmp_path / "busy"
+    proc = start(run_dir)
+    try:
+        wait_for(lambda: iterations(run_dir) >= 1, proc)
+        before = (run_dir / "config.yaml").stat().st_mtime_ns
+        out = run_cli("train", "--config", TINY, "--run_dir", str(run_dir), cwd=tmp_path)
+        assert out.returncode == 2
+        assert (
+            f"run_dir: run directory {run_dir} is in use by another Primus run (pid {proc.pid})" in out.stderr
+        )
+        assert (run_dir / "config.yaml").stat().st_mtime_ns == before
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--resume"], "resume (cli): nothing to resume: {run}/checkpoints has no checkpoint"),
+        (["--run_dir", "{tmp}/a_file/run"], "run_dir (cli): {tmp}/a_file/run is not writable"),
+        (["model.num_attention_heads=3"], "num_attention_heads=3"),
+        (["mixed_precision=bf16_with_fp8_delayed_scaling_mixed"], "needs Transformer Engine"),
+    ],
+)
+def test_preflight_refuses_before_writing_anything(tmp_path, args, message):
+    (tmp_path / "a_file").write_text("x")
+    run_dir = tmp_path / "run"
+    args = [a.format(tmp=tmp_path) for a in args]
+    if "--run_dir" not in args:
+        args = ["--run_dir", str(run_dir), *args]
+    out = run_cli("train", "--config", TINY, *args, cwd=tmp_path)
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert message.format(tmp=tmp_path, run=run_dir) in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not run_dir.exists()
