@@ -23,6 +23,7 @@ TE_FREE_MODEL_SETTINGS: dict[str, Any] = {
     "masked_softmax_fusion": False,
     "gradient_accumulation_fusion": False,
     "cross_entropy_fusion_impl": "native",
+    "moe_permute_fusion": False,
 }
 
 #: What pretrain() needs on a CPU (dotted path -> value); see MEGATRON_NOTES.md.
@@ -43,6 +44,9 @@ CPU_SETTINGS: dict[str, Any] = {
     "dist.distributed_backend": "gloo",
     "checkpoint.load_rng": False,  # no CUDA RNG states to restore
     "train.manual_gc": False,
+    # these fusions are torch.compile'd: on a CPU, compiling them costs ~20 s per process
+    "model.bias_activation_fusion": False,
+    "model.bias_dropout_fusion": False,
 }
 
 
@@ -71,6 +75,11 @@ def te_free_model(ctx: PatchContext) -> None:
     for key, value in TE_FREE_MODEL_SETTINGS.items():
         if hasattr(model, key) and getattr(model, key) != value:
             _set(ctx, f"model.{key}", value, patch_id)
+    from megatron.core.transformer.enums import AttnBackend
+
+    # providers may ask for flash / fused attention, which are TE kernels
+    if getattr(model, "attention_backend", AttnBackend.auto) not in (AttnBackend.auto, AttnBackend.local):
+        _set(ctx, "model.attention_backend", AttnBackend.local, patch_id)
 
 
 @register_patch(
