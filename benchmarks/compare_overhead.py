@@ -23,6 +23,45 @@ ITER_MS = re.compile(r"elapsed time per iteration \(ms\): ([0-9.]+)")
 TFLOPS = re.compile(r"throughput per GPU \(TFLOP/s/GPU\): ([0-9.]+)")
 
 
+def primus_train_cmd(
+    run_dir: Path,
+    *,
+    recipe: str,
+    seq: int,
+    mbs: int,
+    gbs: int,
+    iters: int,
+    nproc: int = 1,
+    extra: tuple[str, ...] = (),
+) -> list[str]:
+    """`torchrun -m primus.cli.train` for a throughput run: no eval, no checkpoint, log every 5."""
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        str(nproc),
+        "-m",
+        "primus.cli.train",
+        "--recipe",
+        recipe,
+        "--run_dir",
+        str(run_dir),
+        f"dataset.seq_length={seq}",
+        f"train.micro_batch_size={mbs}",
+        f"train.global_batch_size={gbs}",
+        f"train.train_iters={iters}",
+        "validation.eval_interval=1000000",
+        "validation.eval_iters=0",
+        "scheduler.lr_warmup_iters=5",
+        f"scheduler.lr_decay_iters={iters}",
+        "checkpoint.save=null",
+        "logger.log_interval=5",
+        "logger.log_throughput=true",
+        *extra,
+    ]
+
+
 def run(cmd: list[str], log: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
@@ -63,30 +102,9 @@ def main() -> None:
         "--iters",
         str(a.iters),
     ]
-    primus = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "1",
-        "-m",
-        "primus.cli.train",
-        "--recipe",
-        a.recipe,
-        "--run_dir",
-        str(a.out.parent / "primus_run"),
-        f"dataset.seq_length={a.seq}",
-        f"train.micro_batch_size={a.mbs}",
-        f"train.global_batch_size={a.gbs}",
-        f"train.train_iters={a.iters}",
-        "validation.eval_interval=1000000",
-        "validation.eval_iters=0",
-        "scheduler.lr_warmup_iters=5",
-        f"scheduler.lr_decay_iters={a.iters}",
-        "checkpoint.save=null",
-        "logger.log_interval=5",
-        "logger.log_throughput=true",
-    ]
+    primus = primus_train_cmd(
+        a.out.parent / "primus_run", recipe=a.recipe, seq=a.seq, mbs=a.mbs, gbs=a.gbs, iters=a.iters
+    )
     results = {"direct": [], "primus": []}
     for i in range(a.repeats):
         for name, cmd in (("direct", direct), ("primus", primus)):

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare_overhead import run  # noqa: E402
+from compare_overhead import primus_train_cmd, run  # noqa: E402
 
 PERF_PATCHES = ("megatron_bridge.sdpa_attention",)
 SHAPES = {2048: (4, 8), 4096: (2, 4)}  # seq -> (micro batch, global batch): 16384 tokens/iteration
@@ -34,30 +34,7 @@ def main() -> None:
         mbs, gbs = SHAPES[seq]
         for system, patches in (("vanilla", ",".join(f"-{x}" for x in PERF_PATCHES)), ("fast", "")):
             run_dir = a.out.parent / f"{system}_{seq}"
-            cmd = [
-                sys.executable,
-                "-m",
-                "torch.distributed.run",
-                "--nproc_per_node",
-                "1",
-                "-m",
-                "primus.cli.train",
-                "--recipe",
-                "llama32_1b",
-                "--run_dir",
-                str(run_dir),
-                f"dataset.seq_length={seq}",
-                f"train.micro_batch_size={mbs}",
-                f"train.global_batch_size={gbs}",
-                f"train.train_iters={a.iters}",
-                "validation.eval_interval=1000000",
-                "validation.eval_iters=0",
-                "scheduler.lr_warmup_iters=5",
-                f"scheduler.lr_decay_iters={a.iters}",
-                "checkpoint.save=null",
-                "logger.log_interval=5",
-                "logger.log_throughput=true",
-            ]
+            cmd = primus_train_cmd(run_dir, recipe="llama32_1b", seq=seq, mbs=mbs, gbs=gbs, iters=a.iters)
             os.environ["PRIMUS_PATCHES"] = patches
             r = run(cmd, a.out.parent / f"{system}_{seq}.log")
             losses = [

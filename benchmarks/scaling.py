@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare_overhead import run  # noqa: E402
+from compare_overhead import primus_train_cmd, run  # noqa: E402
 
 
 def main() -> None:
@@ -30,31 +30,16 @@ def main() -> None:
         nproc, _, rest = spec.partition(":")
         opts = {"gbs": 8, "mbs": 4, "tp": 1, "seq": 2048, "iters": 30}
         opts.update({k: int(v) for k, v in (kv.split("=") for kv in rest.split(",") if kv)})
-        cmd = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            nproc,
-            "-m",
-            "primus.cli.train",
-            "--recipe",
-            a.recipe,
-            "--run_dir",
-            str(a.out.parent / f"run_{i}"),
-            f"dataset.seq_length={opts['seq']}",
-            f"train.micro_batch_size={opts['mbs']}",
-            f"train.global_batch_size={opts['gbs']}",
-            f"train.train_iters={opts['iters']}",
-            f"model.tensor_model_parallel_size={opts['tp']}",
-            "validation.eval_interval=1000000",
-            "validation.eval_iters=0",
-            "scheduler.lr_warmup_iters=5",
-            f"scheduler.lr_decay_iters={opts['iters']}",
-            "checkpoint.save=null",
-            "logger.log_interval=5",
-            "logger.log_throughput=true",
-        ]
+        cmd = primus_train_cmd(
+            a.out.parent / f"run_{i}",
+            recipe=a.recipe,
+            seq=opts["seq"],
+            mbs=opts["mbs"],
+            gbs=opts["gbs"],
+            iters=opts["iters"],
+            nproc=int(nproc),
+            extra=(f"model.tensor_model_parallel_size={opts['tp']}",),
+        )
         r = run(cmd, a.out.parent / f"run_{i}.log")
         tokens = opts["gbs"] * opts["seq"]
         row = {
