@@ -15,7 +15,7 @@ from primus.core.config import load_config
 from primus.core.environment import EnvFacts
 from primus.core.errors import ConfigError
 from primus.core.patches import PatchContext, run_patches
-from tests.backends.megatron_bridge.test_patches import CPU_LAPTOP, NVIDIA_CONTAINER
+from tests.backends.megatron_bridge.test_patches import CPU_LAPTOP, GPU_WITHOUT_TE, NVIDIA_CONTAINER
 
 pytestmark = pytest.mark.megatron
 
@@ -217,3 +217,18 @@ def test_unknown_recipe_suggests():
 
     with pytest.raises(PrimusUserError, match="unknown recipe 'llama3_8bb'.*did you mean"):
         build(["recipe=llama3_8bb"])
+
+
+def test_fast_path_reaches_the_model_spec_of_a_recipe():
+    """On a TE-less GPU host the llama recipe's layer spec ends up with SDPA core attention."""
+    from megatron.core.transformer.enums import AttnBackend
+
+    from primus.backends.megatron_bridge.patches.sdpa_attention import SDPACoreAttention
+
+    built = build(["recipe=llama32_1b"], GPU_WITHOUT_TE)
+    ctx = PatchContext(backend=NAME, env=GPU_WITHOUT_TE, native_config=built)
+    run_patches("build_args", ctx)
+    model = built.container.model
+    assert model.attention_backend != AttnBackend.local  # the provider would force DotProductAttention
+    spec = model.transformer_layer_spec(model)
+    assert spec.submodules.self_attention.submodules.core_attention is SDPACoreAttention

@@ -77,9 +77,10 @@ def te_free_model(ctx: PatchContext) -> None:
             _set(ctx, f"model.{key}", value, patch_id)
     from megatron.core.transformer.enums import AttnBackend
 
-    # providers may ask for flash / fused attention, which are TE kernels
-    if getattr(model, "attention_backend", AttnBackend.auto) not in (AttnBackend.auto, AttnBackend.local):
-        _set(ctx, "model.attention_backend", AttnBackend.local, patch_id)
+    # Providers may ask for flash / fused attention, which are TE kernels. `auto`, not `local`:
+    # the provider forces DotProductAttention into the spec when the backend is `local`.
+    if getattr(model, "attention_backend", None) in (AttnBackend.flash, AttnBackend.fused):
+        _set(ctx, "model.attention_backend", AttnBackend.auto, patch_id)
 
 
 @register_patch(
