@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make setup  - create $(VENV) (Python 3.12) with the pinned dependencies"
 	@echo "make test   - run the whole test suite (what CI runs)"
-	@echo "make demo   - train a tiny Llama end to end (CPU, or the GPU when there is one)"
+	@echo "make demo   - prepare real text, train a tiny Llama on it, plot report.png (CPU: a few minutes)"
 	@echo "make lint   - ruff check + format check"
 
 setup:

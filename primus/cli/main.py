@@ -18,6 +18,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "primus.cli.recipes_cmd",
         "list Megatron-Bridge recipes; `recipes show NAME` prints one's config",
     ),
+    "data": (
+        "primus.cli.data_cmd",
+        "prepare training data: `data prepare` tokenizes text into an indexed dataset",
+    ),
+    "report": (
+        "primus.cli.report_cmd",
+        "plot a run's loss, learning rate and throughput (report.png + report.txt)",
+    ),
+    "convert": ("primus.cli.convert_cmd", "HF <-> Megatron checkpoints: convert import|export|verify|list"),
     "patches": ("primus.cli.patches_cmd", "list the compatibility and performance patches"),
     "backends": ("primus.cli.backends_cmd", "list the training backends"),
 }

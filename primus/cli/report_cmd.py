@@ -1,0 +1,34 @@
+"""`primus report RUN_DIR`: report.png (loss, learning rate, throughput) and report.txt."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a `primus train` run directory")
+    parser.add_argument(
+        "--out", metavar="FILE", help="where to write the picture (default: RUN_DIR/report.png)"
+    )
+    parser.epilog = (
+        "Reads RUN_DIR/tensorboard (Megatron-Bridge's TensorBoard events) and RUN_DIR/metrics.jsonl;\n"
+        "writes RUN_DIR/report.png and RUN_DIR/report.txt and prints the summary."
+    )
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.set_defaults(func=report)
+
+
+def report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from primus.report.plot import draw
+    from primus.report.run_report import load_run, summary_text
+
+    metrics = load_run(args.run_dir)
+    text = summary_text(metrics)
+    picture = Path(args.out) if args.out else metrics.run_dir / "report.png"
+    draw(metrics, picture)
+    (metrics.run_dir / "report.txt").write_text(text + "\n")
+    print(text)
+    print(f"report       {picture} and {metrics.run_dir / 'report.txt'}")
+    return 0
