@@ -33,6 +33,44 @@ def _nearest_existing(path: Path) -> Path:
     return path
 
 
+#: model fields that decide tensor shapes: a checkpoint saved with other values cannot load
+SHAPE_FIELDS = (
+    "num_layers",
+    "hidden_size",
+    "ffn_hidden_size",
+    "num_attention_heads",
+    "num_query_groups",
+    "kv_channels",
+    "vocab_size",
+    "num_moe_experts",
+)
+
+
+def _check_checkpoint_shape(container: Any, load: str, view, problems: ProblemCollector) -> None:
+    """Compare the model shape saved with the checkpoint (run_config.yaml) with this config."""
+    import yaml
+
+    try:
+        iteration = int((Path(load) / TRACKER).read_text().strip())
+    except (OSError, ValueError):
+        return
+    saved_config = Path(load) / f"iter_{iteration:07d}" / "run_config.yaml"
+    try:
+        saved = (yaml.safe_load(saved_config.read_text()) or {}).get("model") or {}
+    except (OSError, yaml.YAMLError):
+        return
+    model = container.model
+    for field in SHAPE_FIELDS:
+        ours, theirs = getattr(model, field, None), saved.get(field)
+        if ours is not None and theirs is not None and ours != theirs:
+            problems.add(
+                f"the checkpoint in {load} (iteration {iteration}) has {field}={theirs}, this config {ours}",
+                key=f"model.{field}",
+                source=view.source_of(f"model.{field}"),
+                hint="resume with the model shape the checkpoint was saved with, or start a new run_dir",
+            )
+
+
 def _check_directories(container: Any, view, problems: ProblemCollector) -> None:
     """Output directories must be writable; a resume must have a checkpoint to resume from."""
     for key, value in (
@@ -59,6 +97,8 @@ def _check_directories(container: Any, view, problems: ProblemCollector) -> None
             source=view.source_of(key),
             hint="drop --resume to start from scratch, or point checkpoint.load at a checkpoint directory",
         )
+    elif load:
+        _check_checkpoint_shape(container, load, view, problems)
 
 
 def check_requested(container: Any, built_view, env: EnvFacts) -> ProblemCollector:

@@ -232,3 +232,21 @@ def test_fast_path_reaches_the_model_spec_of_a_recipe():
     assert model.attention_backend != AttnBackend.local  # the provider would force DotProductAttention
     spec = model.transformer_layer_spec(model)
     assert spec.submodules.self_attention.submodules.core_attention is SDPACoreAttention
+
+
+def test_preflight_checkpoint_shape_mismatch(tmp_path):
+    import yaml
+
+    ckpt = tmp_path / "run" / "checkpoints"
+    (ckpt / "iter_0000010").mkdir(parents=True)
+    (ckpt / "latest_checkpointed_iteration.txt").write_text("10")
+    saved = {"model": {"num_layers": 4, "hidden_size": 64, "num_attention_heads": 4, "vocab_size": 32000}}
+    (ckpt / "iter_0000010" / "run_config.yaml").write_text(yaml.safe_dump(saved))
+    user = load_config(None, overrides=MODEL, flags={"resume": True})
+    user.set("run_dir", str(tmp_path / "run"), "cli")
+    built = MegatronBridgeArgBuilder(user, CPU_LAPTOP).build()
+    problems = [str(p) for p in preflight.check(built.container, built.view(), CPU_LAPTOP, 1).problems]
+    assert problems == [
+        f"model.num_layers (cli): the checkpoint in {ckpt} (iteration 10) has num_layers=4, this config 2; "
+        "resume with the model shape the checkpoint was saved with, or start a new run_dir"
+    ]
