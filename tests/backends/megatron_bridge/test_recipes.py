@@ -106,19 +106,19 @@ def test_missing_config_is_taken_from_a_local_dir_or_the_hf_cache(monkeypatch, t
     import huggingface_hub.constants
 
     shipped = recipes.HF_CONFIGS_DIR / "Qwen/Qwen2-0.5B/config.json"
-    info = recipes.resolve_recipe("qwen25_500m")
+    info = recipes.resolve_recipe("qwen25_1p5b")
     local = tmp_path / "my-model"
     local.mkdir()
     (local / "config.json").write_bytes(shipped.read_bytes())
-    assert recipes.hf_config_dirs(info, local) == {"Qwen/Qwen2.5-0.5B": local}
+    assert recipes.hf_config_dirs(info, local) == {"Qwen/Qwen2.5-1.5B": local}
 
-    snapshot = tmp_path / "hub/models--Qwen--Qwen2.5-0.5B/snapshots/abc"
+    snapshot = tmp_path / "hub/models--Qwen--Qwen2.5-1.5B/snapshots/abc"
     snapshot.mkdir(parents=True)
     (snapshot / "config.json").write_bytes(shipped.read_bytes())
-    (tmp_path / "hub/models--Qwen--Qwen2.5-0.5B/refs").mkdir()
-    (tmp_path / "hub/models--Qwen--Qwen2.5-0.5B/refs/main").write_text("abc")
+    (tmp_path / "hub/models--Qwen--Qwen2.5-1.5B/refs").mkdir()
+    (tmp_path / "hub/models--Qwen--Qwen2.5-1.5B/refs/main").write_text("abc")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    assert recipes.hf_config_dirs(info) == {"Qwen/Qwen2.5-0.5B": snapshot}
+    assert recipes.hf_config_dirs(info) == {"Qwen/Qwen2.5-1.5B": snapshot}
 
 
 def test_listing_recipes_does_not_import_megatron():
