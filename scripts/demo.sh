@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: train the embedded tiny Llama on real text, end to end, then report on it.
 #
-#   1. data (first run only, cached): the project's docs + README + ~4 MB of the Python standard
+#   1. data (first run only, cached): the project's docs/*.md + README + ~4 MB of the Python standard
 #      library's sources -> `primus data prepare` (byte-level BPE tokenizer, 4096 tokens)
 #   2. `primus train --config primus/configs/tiny_llama_demo.yaml` (CPU in a few minutes, or the GPU)
 #   3. `primus report RUN_DIR` -> report.png + report.txt
@@ -23,7 +23,7 @@ if [[ -f "$prefix.bin" && -f "$prefix.idx" && -f "${prefix}_tokenizer/tokenizer.
 else
     stdlib=$(.venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['stdlib'])")
     echo "demo: preparing training text (docs/, README.md, Python stdlib sources) in $PRIMUS_DEMO_DATA"
-    "${PRIMUS[@]}" data prepare --input docs README.md "$stdlib" --max-bytes 4M \
+    "${PRIMUS[@]}" data prepare --input docs/*.md README.md "$stdlib" --max-bytes 4M \
         --train-tokenizer 4096 --output-prefix "$prefix"
 fi
 
