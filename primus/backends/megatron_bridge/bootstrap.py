@@ -30,3 +30,9 @@ def prepare_imports(env: EnvFacts | None = None) -> PatchContext:
         _context = PatchContext(backend=NAME, env=env or detect("auto"), disabled=disabled)
         run_patches("setup", _context, only=IMPORT_PATCHES)
     return _context
+
+
+def mark_prepared(ctx: PatchContext) -> None:
+    """A training run already ran every setup patch: later ``prepare_imports`` calls reuse it."""
+    global _context
+    _context = ctx

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from primus.backends.megatron_bridge import NAME, preflight
+from primus.backends.megatron_bridge import NAME, bootstrap, preflight
 from primus.backends.megatron_bridge.argument_builder import BuiltConfig, MegatronBridgeArgBuilder
 from primus.backends.megatron_bridge.log_noise import quiet_third_party_noise
 from primus.core.backend import BackendAdapter
@@ -23,6 +23,7 @@ class MegatronBridgeAdapter(BackendAdapter):
         ctx.dist.export()
         quiet_third_party_noise()
         run_patches("setup", ctx.patches)
+        bootstrap.mark_prepared(ctx.patches)
 
     def build_config(self, ctx: RunContext) -> BuiltConfig:
         built = MegatronBridgeArgBuilder(ctx.config, ctx.env, ctx.dist.world_size).build()
