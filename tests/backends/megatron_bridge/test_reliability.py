@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -28,7 +29,15 @@ def start(run_dir: Path, *extra: str) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # its own process group: kill_group reaches checkpoint writers too
     )
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the run and every process it spawned, as a scheduler killing a job would."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def wait_for(predicate, proc: subprocess.Popen, timeout: float = 240) -> None:
@@ -39,7 +48,7 @@ def wait_for(predicate, proc: subprocess.Popen, timeout: float = 240) -> None:
         if proc.poll() is not None:
             raise AssertionError(f"process ended early ({proc.returncode}): {proc.stderr.read()[-3000:]}")
         time.sleep(0.05)
-    proc.kill()
+    kill_group(proc)
     raise AssertionError("timed out")
 
 
@@ -75,6 +84,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_143(tmp_path):
     wait_for(lambda: iterations(run_dir) >= 3, proc)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=240)
+    kill_group(proc)  # no-op unless a spawned writer outlived the run
     assert proc.returncode == 143, stderr[-3000:]
     assert "primus: stopped: received SIGTERM at iteration" in stderr and "continue with --resume" in stderr
     saved = tracker(run_dir)
@@ -87,8 +97,7 @@ def test_sigkill_then_resume_from_last_complete_checkpoint(tmp_path):
     run_dir = tmp_path / "kill"
     proc = start(run_dir, "checkpoint.save_interval=4")
     wait_for(lambda: (tracker(run_dir) or 0) >= 4 and iterations(run_dir) >= 6, proc)
-    proc.kill()
-    proc.wait()
+    kill_group(proc)
     saved = tracker(run_dir)
     assert saved is not None and saved % 4 == 0
     # A torn write of the next checkpoint (the process died while writing it): the tracker was
@@ -113,8 +122,7 @@ def test_second_run_on_the_same_directory_is_refused(tmp_path):
         )
         assert (run_dir / "config.yaml").stat().st_mtime_ns == before
     finally:
-        proc.kill()
-        proc.wait()
+        kill_group(proc)
 
 
 @pytest.mark.parametrize(
