@@ -28,12 +28,6 @@ logger = logging.getLogger(__name__)
 
 #: files a HF tokenizer may consist of (any one present means the source has a tokenizer)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json")
-#: provider fields for a CPU (on top of the TE-free ones)
-CPU_MODEL_SETTINGS: dict[str, Any] = {
-    "use_cpu_initialization": True,
-    "bias_activation_fusion": False,
-    "bias_dropout_fusion": False,
-}
 NVTE_ATTENTION_VARS = ("NVTE_FLASH_ATTN", "NVTE_FUSED_ATTN", "NVTE_UNFUSED_ATTN")
 OFFLINE_HINT = (
     "this machine has no network: download the model elsewhere (`hf download ID --local-dir DIR`) "
@@ -246,11 +240,14 @@ def model_settings(env: EnvFacts, *, fp32: bool = False) -> dict[str, Any]:
 
         settings["transformer_layer_spec"] = local_layer_spec
         settings.update(TE_FREE_MODEL_SETTINGS)
-        # AutoBridge providers may ask for flash attention / fused MoE permutation (TE kernels)
-        settings.update(attention_backend=AttnBackend.local, moe_permute_fusion=False)
-    if env.on_cpu:
-        # these fusions are torch.compile'd: on a CPU, compiling costs ~20 s per process
-        settings.update(CPU_MODEL_SETTINGS)
+        # AutoBridge providers may ask for flash attention (a TE kernel); conversion needs no SDPA
+        settings["attention_backend"] = AttnBackend.local
+    if env.on_cpu:  # the CPU patch's model fields (cpu init, no compiled bias fusions, no bf16/fp16)
+        from primus.backends.megatron_bridge.patches.model_settings import CPU_SETTINGS
+
+        settings.update(
+            {k.removeprefix("model."): v for k, v in CPU_SETTINGS.items() if k.startswith("model.")}
+        )
     if fp32 or env.on_cpu:
         settings.update(bf16=False, fp16=False, params_dtype=torch.float32, pipeline_dtype=torch.float32)
     return settings
