@@ -90,7 +90,10 @@ def main() -> None:
     a.out.parent.mkdir(parents=True, exist_ok=True)
     direct = [
         sys.executable,
-        "benchmarks/megatron_bridge_direct.py",
+        "-m",
+        "primus.backends.megatron_bridge.bench_direct",
+        "--run-dir",
+        str(a.out.parent / "direct_run"),
         "--recipe",
         a.recipe,
         "--seq",

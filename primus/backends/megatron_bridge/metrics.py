@@ -15,6 +15,14 @@ from typing import Any
 
 from megatron.bridge.training.callbacks import Callback
 
+from primus.core.memory import peak_memory
+
+
+def _cuda_in_use() -> bool:
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.is_initialized()
+
 
 def _is_writer() -> bool:
     from megatron.core import parallel_state as ps
@@ -120,4 +128,5 @@ class MetricsRecorder(Callback):
             "data_parallel_size": self.data_parallel_size,
             "tokens_per_second": self.tokens_per_iteration * len(steady) / seconds if seconds > 0 else None,
             "train_seconds": (time.perf_counter() - self._train_start) if self._train_start else None,
+            **peak_memory(_cuda_in_use()),
         }

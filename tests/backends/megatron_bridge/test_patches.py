@@ -21,7 +21,7 @@ NVIDIA_CONTAINER = EnvFacts(
     has_te=True,
     device="cuda",
     versions={"nvidia-resiliency-ext": "0.6.0"},
-    extra={"mcore_helpers_need_make": False},
+    extra={"mcore_helpers_need_make": False, "apex": True},
 )
 GPU_WITHOUT_TE = EnvFacts(
     has_cuda=True,
@@ -29,14 +29,14 @@ GPU_WITHOUT_TE = EnvFacts(
     has_te=False,
     device="cuda",
     versions={"nvidia-resiliency-ext": None},
-    extra={"mcore_helpers_need_make": True},
+    extra={"mcore_helpers_need_make": True, "apex": False},
 )
 CPU_LAPTOP = EnvFacts(
     has_cuda=False,
     has_te=False,
     device="cpu",
     versions={"nvidia-resiliency-ext": None},
-    extra={"mcore_helpers_need_make": True},
+    extra={"mcore_helpers_need_make": True, "apex": False},
 )
 OLD_NVRX = EnvFacts(
     has_cuda=True,
@@ -55,6 +55,9 @@ EXPECTED = {
     "megatron_bridge.te_free_model": (False, True, True),
     "megatron_bridge.cpu_training_config": (False, False, True),
     "megatron_bridge.sdpa_attention": (False, True, False),
+    "megatron_bridge.foreach_grad_norm": (False, True, False),
+    "megatron_bridge.fused_adam": (False, True, False),
+    "megatron_bridge.compiled_rope": (False, True, False),
 }
 
 

@@ -88,14 +88,14 @@ def test_recipe_without_shipped_config_says_what_is_missing(monkeypatch, tmp_pat
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
-    info = recipes.resolve_recipe("qwen25_72b")
+    info = recipes.resolve_recipe("ministral3_8b_sft")
     assert not info.offline_buildable
-    assert info.missing_hub_ids == ("Qwen/Qwen2.5-72B",)
+    assert info.missing_hub_ids == ("mistralai/Ministral-3-8B-Instruct-2512",)
     with pytest.raises(PrimusUserError) as err:
-        recipes.build_recipe("qwen25_72b")  # raises before importing Megatron
+        recipes.build_recipe("ministral3_8b_sft")  # raises before importing Megatron
     text = str(err.value)
-    assert "needs the config.json of 'Qwen/Qwen2.5-72B'" in text
-    assert "--hf_model_name_or_path" in text and "hf download Qwen/Qwen2.5-72B config.json" in text
+    assert "needs the config.json of 'mistralai/Ministral-3-8B-Instruct-2512'" in text
+    assert "--hf_model_name_or_path" in text and "hf download mistralai/Ministral-3-8B-Instruct-2512 config.json" in text
     with pytest.raises(PrimusUserError, match="cannot be built: raises NotImplementedError"):
         recipes.build_recipe("qwen3_next_80b_a3b_peft_config")
     with pytest.raises(PrimusUserError, match="not a local directory with a config.json"):
@@ -106,19 +106,19 @@ def test_missing_config_is_taken_from_a_local_dir_or_the_hf_cache(monkeypatch, t
     import huggingface_hub.constants
 
     shipped = recipes.HF_CONFIGS_DIR / "Qwen/Qwen2-0.5B/config.json"
-    info = recipes.resolve_recipe("qwen25_1p5b")
+    info = recipes.resolve_recipe("qwen35_text_9b")
     local = tmp_path / "my-model"
     local.mkdir()
     (local / "config.json").write_bytes(shipped.read_bytes())
-    assert recipes.hf_config_dirs(info, local) == {"Qwen/Qwen2.5-1.5B": local}
+    assert recipes.hf_config_dirs(info, local) == {"Qwen/Qwen3.5-9B-Base": local}
 
-    snapshot = tmp_path / "hub/models--Qwen--Qwen2.5-1.5B/snapshots/abc"
+    snapshot = tmp_path / "hub/models--Qwen--Qwen3.5-9B-Base/snapshots/abc"
     snapshot.mkdir(parents=True)
     (snapshot / "config.json").write_bytes(shipped.read_bytes())
-    (tmp_path / "hub/models--Qwen--Qwen2.5-1.5B/refs").mkdir()
-    (tmp_path / "hub/models--Qwen--Qwen2.5-1.5B/refs/main").write_text("abc")
+    (tmp_path / "hub/models--Qwen--Qwen3.5-9B-Base/refs").mkdir()
+    (tmp_path / "hub/models--Qwen--Qwen3.5-9B-Base/refs/main").write_text("abc")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    assert recipes.hf_config_dirs(info) == {"Qwen/Qwen2.5-1.5B": snapshot}
+    assert recipes.hf_config_dirs(info) == {"Qwen/Qwen3.5-9B-Base": snapshot}
 
 
 def test_listing_recipes_does_not_import_megatron():

@@ -56,3 +56,13 @@ def helpers_need_make(ctx: PatchContext) -> bool:
 PREBUILT_HELPERS_ONLY = Condition(
     helpers_need_make, "Megatron-Core has prebuilt dataset helpers and no Makefile"
 )
+
+
+def apex_present(ctx: PatchContext) -> bool:
+    """Whether NVIDIA Apex is importable (probed once; tests preset ``extra['apex']``)."""
+    if "apex" not in ctx.env.extra:
+        ctx.env.extra["apex"] = module_importable("apex")
+    return bool(ctx.env.extra["apex"])
+
+
+APEX_ABSENT = Condition(lambda ctx: not apex_present(ctx), "Apex absent")

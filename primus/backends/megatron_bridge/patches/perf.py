@@ -1,11 +1,15 @@
-"""Performance patches: the TE-free GPU fast path (condition: CUDA training, TE absent)."""
+"""Performance patches: the TE-free GPU fast path (condition: CUDA training, TE absent).
+
+Each was chosen from a profile of the patched step (``docs/performance.md``); each can be
+switched off by id (``PRIMUS_PATCHES=-<id>`` or ``patches: {disable: [...]}``).
+"""
 
 from __future__ import annotations
 
 import logging
 
 from primus.backends.megatron_bridge import NAME
-from primus.backends.megatron_bridge.patches.conditions import TE_ABSENT
+from primus.backends.megatron_bridge.patches.conditions import APEX_ABSENT, TE_ABSENT
 from primus.core.patches import Condition, PatchContext, register_patch
 
 logger = logging.getLogger(__name__)
@@ -33,3 +37,45 @@ def sdpa_attention(ctx: PatchContext) -> None:
         return
     model.transformer_layer_spec = with_sdpa_core_attention(model.transformer_layer_spec)
     built.provenance.record("model.transformer_layer_spec", "patch:megatron_bridge.sdpa_attention")
+
+
+@register_patch(
+    "megatron_bridge.foreach_grad_norm",
+    backend=NAME,
+    phase="setup",
+    condition=ON_CUDA & TE_ABSENT & APEX_ABSENT,
+    kind="perf",
+    description="gradient norm / clipping with torch foreach kernels: no host sync per parameter tensor",
+)
+def foreach_grad_norm(ctx: PatchContext) -> None:
+    from primus.backends.megatron_bridge.patches.fast_optimizer import install_foreach_grad_norm
+
+    install_foreach_grad_norm()
+
+
+@register_patch(
+    "megatron_bridge.fused_adam",
+    backend=NAME,
+    phase="setup",
+    condition=ON_CUDA & TE_ABSENT & APEX_ABSENT,
+    kind="perf",
+    description="Megatron's torch AdamW fallback runs PyTorch's fused (single-kernel) implementation",
+)
+def fused_adam(ctx: PatchContext) -> None:
+    from primus.backends.megatron_bridge.patches.fast_optimizer import install_fused_adam
+
+    install_fused_adam()
+
+
+@register_patch(
+    "megatron_bridge.compiled_rope",
+    backend=NAME,
+    phase="setup",
+    condition=ON_CUDA & TE_ABSENT,
+    kind="perf",
+    description="Megatron's unfused rotary embedding compiled by torch.compile into one kernel per direction",
+)
+def compiled_rope(ctx: PatchContext) -> None:
+    from primus.backends.megatron_bridge.patches.fast_rope import install_compiled_rope
+
+    install_compiled_rope()

@@ -1,0 +1,28 @@
+"""The result file every benchmark system writes, and reading Megatron-Bridge runs into it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from primus.core.memory import peak_memory  # noqa: F401  (re-exported for the systems)
+
+
+def write_result(path: Path, *, step_seconds: list[float], losses: list[float | None], **extra: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"step_seconds": step_seconds, "losses": losses, **extra}, indent=1) + "\n")
+
+
+def result_from_run_dir(run_dir: Path) -> dict[str, Any]:
+    """A `primus train` / Bridge run directory (metrics.jsonl + summary.json) as a result."""
+    records = [
+        json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()
+    ]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    return {
+        "step_seconds": [r["seconds"] for r in records],
+        "losses": [r["loss"] for r in records],
+        "peak_memory_bytes": summary.get("peak_memory_bytes"),
+        "memory_kind": summary.get("memory_kind"),
+    }

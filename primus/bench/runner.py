@@ -1,0 +1,212 @@
+"""Run systems x sequence lengths (x repeats, alternating), then compute and report the metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from primus.bench.systems import Case, Launch, Skip, System
+from primus.bench.workloads import REPO, Workload, flops_per_token
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BenchRequest:
+    workload: Workload
+    seqs: tuple[int, ...]
+    systems: tuple[System, ...]
+    steps: int
+    warmup: int
+    repeats: int
+    device: str
+    out_dir: Path
+    timeout_s: float = 1800.0
+
+
+def _env(extra: dict[str, str]) -> dict[str, str]:
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, "NO_VCS_VERSION": "1", **extra}
+
+
+def measure_matmul(device: str, out_dir: Path) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "primus.bench.matmul", "--device", device],
+        env=_env({}),
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    if proc.returncode:
+        raise RuntimeError(f"matmul measurement failed:\n{proc.stderr[-2000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    (out_dir / "matmul.json").write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def metrics(result: dict[str, Any], req: BenchRequest, seq: int, matmul_tflops: float) -> dict[str, Any]:
+    """tokens/s over the steps after warm-up; model TFLOP/s/GPU by one formula for every system."""
+    steady = result["step_seconds"][req.warmup :]
+    if not steady:
+        raise ValueError(f"only {len(result['step_seconds'])} steps recorded; warm-up is {req.warmup}")
+    tokens_per_s = req.workload.tokens_per_step * len(steady) / sum(steady)
+    tflops = flops_per_token(req.workload.shape, seq) * tokens_per_s / 1e12
+    losses = [x for x in result["losses"] if x is not None]
+    return {
+        "tokens_per_s": tokens_per_s,
+        "step_ms_median": 1000 * statistics.median(steady),
+        "model_tflops_per_gpu": tflops,
+        "mfu": tflops / matmul_tflops,
+        "peak_memory_gib": (result.get("peak_memory_bytes") or 0) / 2**30 or None,
+        "memory_kind": result.get("memory_kind"),
+        "loss_first": losses[0] if losses else None,
+        "loss_last": losses[-1] if losses else None,
+        "loss_mean": statistics.fmean(losses) if losses else None,
+        "losses": result["losses"],
+    }
+
+
+def _run_one(launch: Launch, log: Path, timeout_s: float) -> tuple[dict | None, str | None]:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as out:
+        try:
+            proc = subprocess.run(
+                launch.command,
+                env=_env(launch.env),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+                timeout=timeout_s,
+            )
+        except subprocess.TimeoutExpired:
+            return None, f"timed out after {timeout_s:.0f} s (log: {log})"
+    if proc.returncode:
+        return None, f"exit code {proc.returncode} (log: {log})"
+    try:
+        return launch.read_result(), None
+    except (OSError, ValueError, KeyError) as exc:
+        return None, f"no readable result ({exc}; log: {log})"
+
+
+def run_bench(req: BenchRequest) -> dict[str, Any]:
+    req.out_dir.mkdir(parents=True, exist_ok=True)
+    matmul = measure_matmul(req.device, req.out_dir)
+    logger.info(
+        "matmul reference: %.1f TFLOP/s (%s %d^3 on %s)",
+        matmul["tflops"],
+        matmul["dtype"],
+        matmul["n"],
+        matmul["device"],
+    )
+    rows: list[dict[str, Any]] = []
+    for seq in req.seqs:
+        mbs, gbs = req.workload.batch(seq)
+        runs: dict[str, list[dict]] = {s.name: [] for s in req.systems}
+        notes: dict[str, str] = {}
+        for rep in range(req.repeats):  # alternate systems so drift hits all of them alike
+            for system in req.systems:
+                if system.name in notes:
+                    continue
+                case = Case(
+                    req.workload,
+                    seq,
+                    req.steps,
+                    req.device,
+                    req.out_dir / f"seq{seq}" / system.name / f"r{rep}",
+                )
+                launch = system.launch(case)
+                if isinstance(launch, Skip):
+                    notes[system.name] = f"skipped: {launch.reason}"
+                    logger.info("seq %d %s: %s", seq, system.name, notes[system.name])
+                    continue
+                start = time.perf_counter()
+                result, error = _run_one(launch, case.out_dir / "log.txt", req.timeout_s)
+                if error:
+                    notes[system.name] = f"failed: {error}"
+                    logger.error("seq %d %s: %s", seq, system.name, notes[system.name])
+                    continue
+                m = metrics(result, req, seq, matmul["tflops"])
+                runs[system.name].append(m)
+                logger.info(
+                    "seq %d %s run %d: %s tokens/s, %.1f TFLOP/s, %.0f s",
+                    seq,
+                    system.name,
+                    rep + 1,
+                    f"{m['tokens_per_s']:,.0f}",
+                    m["model_tflops_per_gpu"],
+                    time.perf_counter() - start,
+                )
+        for system in req.systems:
+            rs = runs[system.name]
+            row: dict[str, Any] = {
+                "system": system.name,
+                "description": system.description,
+                "seq": seq,
+                "micro_batch": mbs,
+                "global_batch": gbs,
+            }
+            if not rs:
+                rows.append({**row, "status": notes.get(system.name, "no result")})
+                continue
+            tps = [r["tokens_per_s"] for r in rs]
+            best = rs[0]
+            row.update({k: v for k, v in best.items() if k.startswith(("loss", "memory", "peak"))})
+            row.update(
+                status="ok",
+                tokens_per_s=statistics.fmean(tps),
+                tokens_per_s_runs=tps,
+                model_tflops_per_gpu=statistics.fmean(r["model_tflops_per_gpu"] for r in rs),
+                mfu=statistics.fmean(r["mfu"] for r in rs),
+                step_ms_median=statistics.fmean(r["step_ms_median"] for r in rs),
+            )
+            rows.append(row)
+        reference = next((r for r in rows if r["seq"] == seq and r["status"] == "ok"), None)
+        for r in rows:
+            if r["seq"] == seq and r["status"] == "ok" and reference:
+                r["ratio_to_first"] = r["tokens_per_s"] / reference["tokens_per_s"]
+                r["ratio_reference"] = reference["system"]
+    report = {
+        "workload": req.workload.to_dict(),
+        "device": req.device,
+        "matmul": matmul,
+        "steps": req.steps,
+        "warmup": req.warmup,
+        "repeats": req.repeats,
+        "flop_formula": "6*N_matmul + 12*layers*hidden*seq per token (PaLM, App. B)",
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "rows": rows,
+    }
+    (req.out_dir / "bench.json").write_text(json.dumps(report, indent=1) + "\n")
+    (req.out_dir / "bench.md").write_text(table(report) + "\n")
+    return report
+
+
+def table(report: dict[str, Any]) -> str:
+    m = report["matmul"]
+    lines = [
+        f"workload {report['workload']['name']} on {m['device']}; MFU against {m['tflops']:.1f} TFLOP/s "
+        f"({m['dtype']} {m['n']}^3 matmul, measured in this run); {report['steps']} steps, first "
+        f"{report['warmup']} dropped; {report['repeats']} run(s) each",
+        "",
+        "| system | seq | tokens/s | model TFLOP/s/GPU | MFU | peak memory GiB | loss first -> last | vs first |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["rows"]:
+        if r["status"] != "ok":
+            lines.append(f"| {r['system']} | {r['seq']} | {r['status']} | | | | | |")
+            continue
+        mem = f"{r['peak_memory_gib']:.1f}" if r.get("peak_memory_gib") else "-"
+        loss = f"{r['loss_first']:.3f} -> {r['loss_last']:.3f}" if r.get("loss_first") is not None else "-"
+        lines.append(
+            f"| {r['system']} | {r['seq']} | {r['tokens_per_s']:,.0f} | {r['model_tflops_per_gpu']:.3g} | "
+            f"{100 * r['mfu']:.1f}% | {mem} | {loss} | {r['ratio_to_first']:.3f}x |"
+        )
+    return "\n".join(lines)

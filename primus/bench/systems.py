@@ -1,0 +1,199 @@
+"""Benchmark systems: how each one is launched for a workload, and where its result lands.
+
+Every system runs as a subprocess and leaves a result (see ``results.py``). A system that
+cannot run here says why (``Skip``) instead of failing the whole benchmark.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from primus.bench.results import result_from_run_dir
+from primus.bench.workloads import REPO, Workload
+from primus.core.errors import PrimusUserError, Problem, did_you_mean
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What to run, and how to read its result afterwards."""
+
+    command: list[str]
+    env: dict[str, str]
+    read_result: Callable[[], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Skip:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Case:
+    """One system run: a workload at one sequence length on one device."""
+
+    workload: Workload
+    seq: int
+    steps: int
+    device: str  # "cuda" or "cpu"
+    out_dir: Path
+
+    @property
+    def batch(self) -> tuple[int, int]:
+        return self.workload.batch(self.seq)
+
+
+@dataclass(frozen=True)
+class System:
+    name: str
+    description: str
+    launch: Callable[[Case], Launch | Skip]
+
+
+def _primus(case: Case, perf_patches: bool) -> Launch | Skip:
+    w = case.workload
+    mbs, gbs = case.batch
+    run_dir = case.out_dir / "run"
+    source = ["--recipe", w.recipe] if w.recipe else ["--config", str(REPO / w.primus_config)]
+    launcher = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "1",
+        "-m",
+        "primus.cli.train",
+    ]
+    command = [
+        *launcher,
+        *source,
+        "--run_dir",
+        str(run_dir),
+        "--device",
+        case.device,
+        f"dataset.seq_length={case.seq}",
+        f"train.micro_batch_size={mbs}",
+        f"train.global_batch_size={gbs}",
+        f"train.train_iters={case.steps}",
+        "validation.eval_interval=1000000",
+        "validation.eval_iters=0",
+        f"scheduler.lr_warmup_iters={min(5, case.steps - 1)}",
+        f"scheduler.lr_decay_iters={case.steps}",
+        "checkpoint.save=null",
+        "logger.log_interval=5",
+        *w.extra_overrides,
+    ]
+    if not w.recipe:
+        command.append(f"model.seq_length={case.seq}")
+    env = {} if perf_patches else {"PRIMUS_PATCHES": ",".join(f"-{i}" for i in perf_patch_ids())}
+    return Launch(command, env, lambda: result_from_run_dir(run_dir))
+
+
+def perf_patch_ids() -> list[str]:
+    import primus.backends.megatron_bridge.patches  # noqa: F401  (registers them; no Megatron import)
+    from primus.backends.megatron_bridge import NAME
+    from primus.core.patches import PATCHES
+
+    return [p.id for p in PATCHES.list(NAME) if p.kind == "perf"]
+
+
+def _bridge_direct(case: Case) -> Launch | Skip:
+    if case.device != "cuda":
+        return Skip(
+            "Megatron-Bridge alone cannot train without CUDA (Primus's CPU patches are what make that work)"
+        )
+    if not case.workload.recipe:
+        return Skip(f"workload {case.workload.name!r} has no Megatron-Bridge recipe")
+    mbs, gbs = case.batch
+    run_dir = case.out_dir / "run"
+    command = [
+        sys.executable,
+        "-m",
+        "primus.backends.megatron_bridge.bench_direct",
+        "--recipe",
+        case.workload.recipe,
+        "--seq",
+        str(case.seq),
+        "--mbs",
+        str(mbs),
+        "--gbs",
+        str(gbs),
+        "--iters",
+        str(case.steps),
+        "--run-dir",
+        str(run_dir),
+    ]
+    return Launch(command, {}, lambda: result_from_run_dir(run_dir))
+
+
+def _hf(case: Case, compiled: bool) -> Launch | Skip:
+    if compiled and case.device != "cuda":
+        return Skip(
+            "torch.compile is benchmarked on GPUs only (on a CPU it only adds minutes of compilation)"
+        )
+    mbs, gbs = case.batch
+    case.out_dir.mkdir(parents=True, exist_ok=True)
+    config = case.out_dir / "hf_config.json"
+    config.write_text(json.dumps(case.workload.hf_config(case.seq), indent=1))
+    result = case.out_dir / "result.json"
+    command = [
+        sys.executable,
+        "-m",
+        "primus.bench.hf_loop",
+        "--config",
+        str(config),
+        "--seq",
+        str(case.seq),
+        "--mbs",
+        str(mbs),
+        "--ga",
+        str(gbs // mbs),
+        "--steps",
+        str(case.steps),
+        "--lr",
+        str(case.workload.lr),
+        "--device",
+        case.device,
+        "--out",
+        str(result),
+        *(["--compile"] if compiled else []),
+    ]
+    return Launch(command, {}, lambda: json.loads(result.read_text()))
+
+
+SYSTEMS: dict[str, System] = {}
+
+
+def register(system: System) -> None:
+    if system.name in SYSTEMS:
+        raise ValueError(f"benchmark system {system.name!r} is already registered")
+    SYSTEMS[system.name] = system
+
+
+for _system in (
+    System("primus", "Primus, Megatron-Bridge with the TE-free fast path", lambda c: _primus(c, True)),
+    System("primus_no_perf", "Primus with its performance patches off", lambda c: _primus(c, False)),
+    System(
+        "megatron_bridge", "Megatron-Bridge pretrain() directly, same recipe, no TE (vanilla)", _bridge_direct
+    ),
+    System(
+        "hf_eager", "HF LlamaForCausalLM, SDPA, bf16 autocast, fused AdamW, eager", lambda c: _hf(c, False)
+    ),
+    System("hf_compiled", "the same with torch.compile", lambda c: _hf(c, True)),
+):
+    register(_system)
+
+
+def get_systems(names: list[str]) -> list[System]:
+    problems = [
+        Problem(f"unknown system {n!r}", key="--systems", source="cli", hint=did_you_mean(n, SYSTEMS))
+        for n in names
+        if n not in SYSTEMS
+    ]
+    if problems:
+        raise PrimusUserError(problems)
+    return [SYSTEMS[n] for n in names]

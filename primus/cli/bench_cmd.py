@@ -1,0 +1,93 @@
+"""`primus bench`: training throughput of several systems on one workload, side by side."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from primus.bench.systems import SYSTEMS
+    from primus.bench.workloads import WORKLOADS
+
+    defaults = ["primus", "megatron_bridge", "hf_eager", "hf_compiled"]
+    parser.add_argument(
+        "--workload", default="llama32_1b", help=f"one of: {', '.join(WORKLOADS)} (default: llama32_1b)"
+    )
+    parser.add_argument(
+        "--seq", type=int, nargs="+", metavar="N", help="sequence lengths (default: the workload's)"
+    )
+    parser.add_argument(
+        "--systems",
+        nargs="+",
+        default=defaults,
+        metavar="NAME",
+        help=f"systems, the first is the ratio reference (default: {' '.join(defaults)})",
+    )
+    parser.add_argument("--steps", type=int, default=30, help="training steps per run (default: 30)")
+    parser.add_argument(
+        "--warmup", type=int, default=5, help="first steps left out of the throughput (default: 5)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="runs per system, alternating systems (default: 1)"
+    )
+    parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
+    parser.add_argument(
+        "--out",
+        default="bench_out",
+        metavar="DIR",
+        help="results: bench.json, bench.md, logs (default: bench_out)",
+    )
+    parser.add_argument("--list", action="store_true", help="list workloads and systems, then exit")
+    parser.epilog = "systems:\n" + "\n".join(f"  {s.name:16s} {s.description}" for s in SYSTEMS.values())
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.set_defaults(func=bench)
+
+
+def bench(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from primus.bench.runner import BenchRequest, run_bench, table
+    from primus.bench.systems import SYSTEMS, get_systems
+    from primus.bench.workloads import WORKLOADS, get_workload
+    from primus.core.errors import PrimusUserError
+
+    if args.list:
+        for w in WORKLOADS.values():
+            print(f"workload {w.name:12s} {w.description}; seq {', '.join(map(str, w.default_seqs))}")
+        for s in SYSTEMS.values():
+            print(f"system   {s.name:16s} {s.description}")
+        return 0
+    workload = get_workload(args.workload)
+    systems = get_systems(args.systems)
+    seqs = tuple(args.seq or workload.default_seqs)
+    for seq in seqs:
+        workload.batch(seq)  # refuse a bad --seq before any run
+    for key, value, low in (("--steps", args.steps, args.warmup + 1), ("--repeats", args.repeats, 1)):
+        if value < low:
+            raise PrimusUserError(
+                f"must be at least {low}, got {value}",
+                key=key,
+                source="cli",
+                hint="--steps must exceed --warmup",
+            )
+    device = args.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise PrimusUserError(
+                "CUDA is not available here", key="--device", source="cli", hint="use --device cpu"
+            )
+    report = run_bench(
+        BenchRequest(
+            workload, seqs, tuple(systems), args.steps, args.warmup, args.repeats, device, Path(args.out)
+        )
+    )
+    print(table(report))
+    print(f"\nresults: {Path(args.out) / 'bench.json'}, {Path(args.out) / 'bench.md'}")
+    failed = [r for r in report["rows"] if r["status"].startswith("failed")]
+    return 1 if failed else 0

@@ -1,0 +1,124 @@
+"""The fast-path replacements compute what Megatron-Core's own TE-free code computes (CPU, fp32)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from primus.backends.megatron_bridge.patches.fast_optimizer import (
+    foreach_l2_norm,
+    foreach_scale,
+    use_fused_adam,
+    with_fused_adam,
+)
+
+pytestmark = pytest.mark.megatron
+
+
+def _tensors(seed: int = 0) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(shape, generator=g) for shape in ((7, 3), (128,), (4, 5, 6), (1,))]
+
+
+def test_foreach_l2_norm_matches_megatron_local_norm_arithmetic():
+    from megatron.core import utils as mcore_utils
+
+    tensors = _tensors()
+    total, per_tensor = foreach_l2_norm(2048 * 32, torch.zeros(1, dtype=torch.int), [tensors], False)
+    # Megatron's local fallback: per-tensor torch.norm, then the norm of those norms
+    expected = torch.norm(torch.tensor([float(torch.norm(t)) for t in tensors]))
+    assert per_tensor is None and total.shape == (1,) and total.dtype == torch.float32
+    assert torch.allclose(total[0], expected, rtol=1e-6)
+    assert torch.allclose(
+        total[0], torch.linalg.vector_norm(torch.cat([t.flatten() for t in tensors])), rtol=1e-6
+    )
+    assert mcore_utils.local_multi_tensor_l2_norm.__name__ == "local_multi_tensor_l2_norm"
+
+
+def test_foreach_l2_norm_of_nothing_is_zero():
+    total, _ = foreach_l2_norm(1, torch.zeros(1, dtype=torch.int), [[]], False)
+    assert total.tolist() == [0.0]
+
+
+def test_foreach_scale_matches_megatron_local_scale():
+    from megatron.core.utils import local_multi_tensor_scale
+
+    src = _tensors(1)
+    ours, theirs = [torch.empty_like(t) for t in src], [torch.empty_like(t) for t in src]
+    foreach_scale(1, torch.zeros(1), [src, ours], 0.37)
+    local_multi_tensor_scale(1, torch.zeros(1), [src, theirs], 0.37)
+    for a, b in zip(ours, theirs, strict=True):
+        assert torch.equal(a, b)
+    in_place = [t.clone() for t in src]
+    foreach_scale(1, torch.zeros(1), [in_place, in_place], 0.5)  # clip_grads scales grads in place
+    assert all(torch.equal(a, b * 0.5) for a, b in zip(in_place, src, strict=True))
+
+
+def _adam_run(fused: bool, steps: int = 5) -> list[torch.Tensor]:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.GELU(), torch.nn.Linear(32, 4))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1, betas=(0.9, 0.95), eps=1e-8)
+    if fused:
+        assert use_fused_adam(opt)
+        assert all(g["fused"] and not g["foreach"] for g in opt.param_groups)
+    x = torch.randn(8, 16, generator=torch.Generator().manual_seed(1))
+    for _ in range(steps):
+        model(x).square().mean().backward()
+        opt.step()
+        opt.zero_grad()
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def test_fused_adam_follows_the_same_trajectory_as_megatrons_torch_adamw():
+    for a, b in zip(_adam_run(False), _adam_run(True), strict=True):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_fused_adam_leaves_started_or_unsuitable_optimizers_alone():
+    p = torch.nn.Parameter(torch.randn(3))
+    started = torch.optim.AdamW([p])
+    p.grad = torch.ones(3)
+    started.step()
+    assert not use_fused_adam(started)
+    assert not use_fused_adam(torch.optim.SGD([torch.nn.Parameter(torch.randn(3))], lr=0.1))
+    assert not use_fused_adam(torch.optim.AdamW([torch.nn.Parameter(torch.randn(3))], capturable=True))
+
+
+def test_factory_wrapper_switches_the_returned_optimizer_once():
+    params = [torch.nn.Parameter(torch.randn(4))]
+
+    def factory(wrap: bool):
+        opt = torch.optim.AdamW(copy.deepcopy(params))
+        return opt if wrap else (opt, None)  # Megatron returns a tuple with skip_megatron_wrapping
+
+    wrapped = with_fused_adam(factory)
+    assert with_fused_adam(wrapped) is wrapped
+    assert all(g["fused"] for g in wrapped(True).param_groups)
+    assert all(g["fused"] for g in wrapped(False)[0].param_groups)
+
+
+@pytest.mark.parametrize("interleaved", [False, True])
+def test_compiled_rope_matches_megatrons_function(interleaved):
+    from megatron.core.models.common.embeddings import rope_utils
+
+    from primus.backends.megatron_bridge.patches.fast_rope import compile_rope
+
+    original = rope_utils._apply_rotary_pos_emb_bshd
+    compiled = compile_rope(original)
+    assert compile_rope(compiled) is compiled
+    g = torch.Generator().manual_seed(0)
+    seq, batch, heads, dim = 16, 2, 4, 32
+    freqs = torch.randn(seq, 1, 1, dim, generator=g)
+    x = torch.randn(seq, batch, heads, dim, generator=g)
+    grad = torch.randn(seq, batch, heads, dim, generator=g)
+    outs, grads = [], []
+    for fn in (original, compiled):
+        t = x.clone().requires_grad_(True)
+        y = fn(t, freqs, rotary_interleaved=interleaved)
+        y.backward(grad)
+        outs.append(y.detach())
+        grads.append(t.grad)
+    assert torch.allclose(outs[0], outs[1], atol=1e-6)
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
