@@ -27,7 +27,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "plot a run's loss, learning rate and throughput (report.png + report.txt)",
     ),
     "convert": ("primus.cli.convert_cmd", "HF <-> Megatron checkpoints: convert import|export|verify|list"),
-    "bench": ("primus.cli.bench_cmd", "benchmark training throughput: Primus vs Megatron-Bridge vs plain PyTorch"),
+    "bench": (
+        "primus.cli.bench_cmd",
+        "benchmark training throughput: Primus vs Megatron-Bridge vs plain PyTorch",
+    ),
     "patches": ("primus.cli.patches_cmd", "list the compatibility and performance patches"),
     "backends": ("primus.cli.backends_cmd", "list the training backends"),
 }

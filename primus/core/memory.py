@@ -12,6 +12,12 @@ def peak_memory(cuda: bool) -> dict[str, Any]:
     if cuda:
         import torch
 
-        return {"peak_memory_bytes": int(torch.cuda.max_memory_allocated()), "memory_kind": "cuda_max_allocated"}
+        return {
+            "peak_memory_bytes": int(torch.cuda.max_memory_allocated()),
+            "memory_kind": "cuda_max_allocated",
+        }
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    return {"peak_memory_bytes": int(rss * (1 if sys.platform == "darwin" else 1024)), "memory_kind": "cpu_max_rss"}
+    return {
+        "peak_memory_bytes": int(rss * (1 if sys.platform == "darwin" else 1024)),
+        "memory_kind": "cpu_max_rss",
+    }

@@ -122,3 +122,70 @@ def test_compiled_rope_matches_megatrons_function(interleaved):
         grads.append(t.grad)
     assert torch.allclose(outs[0], outs[1], atol=1e-6)
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+_DEFERRED_CHECK_SCRIPT = """
+import os, sys, torch
+import torch.distributed as dist
+os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=sys.argv[1])
+dist.init_process_group("gloo", rank=0, world_size=1)
+import primus.backends.megatron_bridge.patches
+from primus.core.environment import detect
+from primus.core.patches import PatchContext, run_patches
+run_patches("setup", PatchContext(backend="megatron_bridge", env=detect("cpu")))  # Primus's CPU mode
+from megatron.core.distributed import DistributedDataParallelConfig
+from megatron.core.distributed.param_and_grad_buffer import _ParamAndGradBucket, _ParamAndGradBucketGroup
+from primus.backends.megatron_bridge.patches.deferred_grad_check import install_deferred_grad_check
+
+def group(grad_value):
+    p = torch.nn.Parameter(torch.zeros(8))
+    grad = torch.full((8,), grad_value)
+    bucket = _ParamAndGradBucket([p], None, grad, 0, 8, 1.0, 0, {p: (0, 8, 0)}, [])
+    cfg = DistributedDataParallelConfig(check_for_nan_in_grad=True, overlap_grad_reduce=False)
+    return _ParamAndGradBucketGroup([bucket], cfg, dist.group.WORLD, 1)
+
+def outcome(g):
+    try:
+        g.finish_grad_sync()  # non-overlapped: starts and finishes the reduction, checks
+        return "ok"
+    except RuntimeError as e:
+        return "raised: " + str(e).replace(" ", "_")[:300]
+
+print("before", outcome(group(float("nan"))), outcome(group(1.0)))
+install_deferred_grad_check(); install_deferred_grad_check()
+g = group(float("nan"))
+g.check_grads(True, False)  # mid-backward call: deferred, no host sync, no raise
+print("deferred", hasattr(g, "_primus_pending_grad_check"))
+print("after", outcome(group(float("nan"))), outcome(group(1.0)))
+"""
+
+
+def test_deferred_grad_check_still_stops_on_nan_at_the_end_of_backward(tmp_path):
+    """Real Megatron bucket groups (gloo, one process): NaN is still fatal, only later."""
+    import socket
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = subprocess.run(
+        [sys.executable, "-c", _DEFERRED_CHECK_SCRIPT, str(port)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**__import__("os").environ, "PYTHONPATH": str(REPO)},
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = dict(
+        line.split(" ", 1)
+        for line in out.stdout.splitlines()
+        if line.split(" ")[0] in ("before", "deferred", "after")
+    )
+    assert lines["before"].startswith("raised: ") and lines["before"].endswith(" ok")
+    assert "found_NaN_in_local_grad_norm_for_bucket_#0" in lines["before"]
+    assert lines["deferred"] == "True"
+    assert lines["after"] == lines["before"]

@@ -58,6 +58,7 @@ EXPECTED = {
     "megatron_bridge.foreach_grad_norm": (False, True, False),
     "megatron_bridge.fused_adam": (False, True, False),
     "megatron_bridge.compiled_rope": (False, True, False),
+    "megatron_bridge.deferred_grad_check": (False, True, False),
 }
 
 

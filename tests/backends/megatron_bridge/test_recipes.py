@@ -95,7 +95,10 @@ def test_recipe_without_shipped_config_says_what_is_missing(monkeypatch, tmp_pat
         recipes.build_recipe("ministral3_8b_sft")  # raises before importing Megatron
     text = str(err.value)
     assert "needs the config.json of 'mistralai/Ministral-3-8B-Instruct-2512'" in text
-    assert "--hf_model_name_or_path" in text and "hf download mistralai/Ministral-3-8B-Instruct-2512 config.json" in text
+    assert (
+        "--hf_model_name_or_path" in text
+        and "hf download mistralai/Ministral-3-8B-Instruct-2512 config.json" in text
+    )
     with pytest.raises(PrimusUserError, match="cannot be built: raises NotImplementedError"):
         recipes.build_recipe("qwen3_next_80b_a3b_peft_config")
     with pytest.raises(PrimusUserError, match="not a local directory with a config.json"):

@@ -79,3 +79,17 @@ def compiled_rope(ctx: PatchContext) -> None:
     from primus.backends.megatron_bridge.patches.fast_rope import install_compiled_rope
 
     install_compiled_rope()
+
+
+@register_patch(
+    "megatron_bridge.deferred_grad_check",
+    backend=NAME,
+    phase="setup",
+    condition=ON_CUDA & TE_ABSENT,
+    kind="perf",
+    description="ddp.check_for_nan_in_grad runs at the end of backward, not as 2 host syncs per bucket mid-backward",
+)
+def deferred_grad_check(ctx: PatchContext) -> None:
+    from primus.backends.megatron_bridge.patches.deferred_grad_check import install_deferred_grad_check
+
+    install_deferred_grad_check()
