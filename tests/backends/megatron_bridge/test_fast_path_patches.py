@@ -189,3 +189,29 @@ def test_deferred_grad_check_still_stops_on_nan_at_the_end_of_backward(tmp_path)
     assert "found_NaN_in_local_grad_norm_for_bucket_#0" in lines["before"]
     assert lines["deferred"] == "True"
     assert lines["after"] == lines["before"]
+
+
+def test_fused_adam_resumes_from_a_megatron_style_state_with_one_shared_step_tensor():
+    """Megatron's TE-free DistributedOptimizer.load_state_dict puts one step tensor in every
+    parameter's state; each parameter must still count its own steps afterwards."""
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(4)) for _ in range(3)]
+    opt = torch.optim.AdamW(params, lr=0.1)
+    assert use_fused_adam(opt)
+
+    def step():
+        for p in params:
+            p.grad = torch.ones_like(p)
+        opt.step()
+
+    for _ in range(3):
+        step()
+    saved = opt.state_dict()
+    shared = torch.tensor(3.0)
+    for s in saved["state"].values():
+        s["step"] = shared  # what megatron.core.optimizer.distrib_optimizer does on load
+    opt.load_state_dict(saved)
+    assert all(g["fused"] for g in opt.param_groups)
+    step()
+    steps = [opt.state[p]["step"] for p in params]
+    assert len({id(t) for t in steps}) == 3 and [float(t) for t in steps] == [4.0, 4.0, 4.0]

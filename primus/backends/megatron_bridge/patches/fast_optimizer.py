@@ -77,10 +77,36 @@ def use_fused_adam(optimizer: torch.optim.Optimizer) -> bool:
         return False
     if any(group.get("capturable") or group.get("differentiable") for group in optimizer.param_groups):
         return False
+    _set_fused(optimizer)
+    load = optimizer.load_state_dict
+
+    def load_state_dict(state_dict: dict) -> None:
+        load(state_dict)
+        _set_fused(optimizer)
+        _own_step_counters(optimizer)
+
+    optimizer.load_state_dict = load_state_dict  # type: ignore[method-assign]
+    return True
+
+
+def _set_fused(optimizer: torch.optim.Optimizer) -> None:
     for group in optimizer.param_groups:
         group["fused"] = True
         group["foreach"] = False
-    return True
+
+
+def _own_step_counters(optimizer: torch.optim.Optimizer) -> None:
+    """One step counter per parameter, on the parameter's device (what the fused kernel updates).
+
+    Megatron's TE-free ``DistributedOptimizer.load_state_dict`` gives every parameter the *same*
+    step tensor; a fused (or foreach) step then adds 1 to it once per parameter, and the next
+    checkpoint's "all steps equal" assertion fails (seen on an H200 when resuming).
+    """
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            state = optimizer.state.get(p)
+            if state and "step" in state:
+                state["step"] = torch.tensor(float(state["step"]), dtype=torch.float32, device=p.device)
 
 
 def with_fused_adam(build: Callable[..., Any]) -> Callable[..., Any]:
