@@ -213,7 +213,8 @@ def megatron_session(
             os.environ["MASTER_PORT"] = str(_free_port())
         if not env.on_cpu:
             torch.cuda.set_device(0 if single_process else int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group("gloo" if env.on_cpu else "nccl", rank=rank, world_size=world)
+        # GPUs: NCCL for CUDA tensors, gloo for any CPU tensor a conversion step communicates
+        dist.init_process_group("gloo" if env.on_cpu else "cpu:gloo,cuda:nccl", rank=rank, world_size=world)
     parallel_state.initialize_model_parallel(tp, pp)
     tensor_parallel.model_parallel_cuda_manual_seed(0, inference_rng_tracker=env.on_cpu)
     try:
@@ -329,7 +330,8 @@ def import_hf(
         apply_settings(provider, model_settings(env), env)
         provider.finalize()
         logger.info("converting %s (%s) to Megatron on %s", hf_dir, arch, env.device)
-        model = provider.provide_distributed_model(wrap_with_ddp=False, use_cpu_initialization=True)
+        # on GPUs the weights must live there: Bridge scatters tensor-parallel shards over NCCL
+        model = provider.provide_distributed_model(wrap_with_ddp=False, use_cpu_initialization=env.on_cpu)
         bridge.save_megatron_model(
             model,
             str(out),

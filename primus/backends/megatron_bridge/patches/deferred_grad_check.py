@@ -2,7 +2,7 @@
 
 With ``ddp.check_for_nan_in_grad`` (on in Bridge's recipes) every gradient bucket group, as it
 becomes ready in the middle of the backward pass, computes its buckets' norms and checks them on
-the host: two host-device synchronisations per bucket (31 per Llama-3.2-1B step, measured with
+the host: two host-device synchronisations per bucket (34 per Llama-3.2-1B step, measured with
 ``benchmarks/sync_probe.py``). Each stalls the autograd thread until the GPU catches up, and the
 GPU then idles while kernels are launched again.
 

@@ -52,16 +52,27 @@ def install_foreach_grad_norm() -> None:
     clip_grads.multi_tensor_scale_impl = foreach_scale
 
 
-def _torch_optimizers(result: Any) -> list[torch.optim.Optimizer]:
-    """The torch optimizers inside what ``_get_megatron_optimizer_based_on_param_groups`` returns."""
+def _torch_optimizers(result: Any) -> tuple[list[torch.optim.Optimizer], int]:
+    """The torch optimizers inside what ``_get_megatron_optimizer_based_on_param_groups`` returns
+    that may run fused, and how many were left alone because Megatron's ``DistributedOptimizer``
+    wraps them.
+
+    The distributed optimizer is excluded: after a resume, its TE-free checkpoint path
+    (``DistributedOptimizer.state_dict``: "all step counters equal") failed on an H200 with fused
+    counters, and it cannot run on a CPU to be debugged here. Until that is understood it keeps
+    torch's foreach AdamW.
+    """
     if isinstance(result, tuple):  # skip_megatron_wrapping=True: (torch optimizer, init fn)
         result = result[0]
-    found = []
+    found, distributed = [], 0
     for opt in getattr(result, "chained_optimizers", None) or [result]:
+        if type(opt).__name__ == "DistributedOptimizer":
+            distributed += 1
+            continue
         inner = getattr(opt, "optimizer", opt)
         if isinstance(inner, torch.optim.Optimizer):
             found.append(inner)
-    return found
+    return found, distributed
 
 
 def use_fused_adam(optimizer: torch.optim.Optimizer) -> bool:
@@ -117,9 +128,14 @@ def with_fused_adam(build: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(build)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         result = build(*args, **kwargs)
-        switched = sum(use_fused_adam(opt) for opt in _torch_optimizers(result))
+        candidates, distributed = _torch_optimizers(result)
+        switched = sum(use_fused_adam(opt) for opt in candidates)
         if switched:
             logger.info("fused_adam: %d torch Adam optimizer(s) switched to fused=True", switched)
+        if distributed:
+            logger.info(
+                "fused_adam: Megatron's DistributedOptimizer keeps torch's foreach AdamW (fused resume is unsafe)"
+            )
         return result
 
     wrapper._primus_fused_adam = True  # type: ignore[attr-defined]
