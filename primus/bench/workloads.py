@@ -50,6 +50,8 @@ class Workload:
     hf_config_dir: str | None = None
     lr: float = 3e-4
     extra_overrides: tuple[str, ...] = field(default_factory=tuple)
+    #: False: too large to train on a CPU in benchmark time
+    runs_on_cpu: bool = True
 
     def batch(self, seq: int) -> tuple[int, int]:
         """(micro batch size, global batch size) in sequences."""
@@ -116,6 +118,7 @@ WORKLOADS: dict[str, Workload] = {
             tokens_per_micro_batch=8192,
             recipe="llama32_1b",
             hf_config_dir="meta-llama/Llama-3.2-1B",
+            runs_on_cpu=False,
         ),
         Workload(
             name="tiny",

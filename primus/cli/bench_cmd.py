@@ -82,6 +82,13 @@ def bench(args: argparse.Namespace) -> int:
             raise PrimusUserError(
                 "CUDA is not available here", key="--device", source="cli", hint="use --device cpu"
             )
+    if device == "cpu" and not workload.runs_on_cpu:
+        raise PrimusUserError(
+            f"workload {workload.name!r} needs a GPU (a 1B-parameter model, 16384 tokens per step)",
+            key="--workload",
+            source="cli",
+            hint="on a CPU use --workload tiny",
+        )
     report = run_bench(
         BenchRequest(
             workload, seqs, tuple(systems), args.steps, args.warmup, args.repeats, device, Path(args.out)

@@ -88,6 +88,7 @@ def test_cpu_bench_runs_primus_and_hf_side_by_side(tmp_path):
         ),
         (["--steps", "5", "--warmup", "5"], "--steps (cli): must be at least 6, got 5"),
         (["--device", "cuda"], "--device (cli): CUDA is not available here; use --device cpu"),
+        (["--device", "cpu"], "--workload (cli): workload 'llama32_1b' needs a GPU"),
     ],
 )
 def test_bad_arguments_are_one_line_user_errors(tmp_path, args, expected):
