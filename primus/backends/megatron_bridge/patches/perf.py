@@ -59,7 +59,7 @@ def foreach_grad_norm(ctx: PatchContext) -> None:
     phase="setup",
     condition=ON_CUDA & TE_ABSENT & APEX_ABSENT,
     kind="perf",
-    description="Megatron's torch AdamW fallback runs PyTorch's fused (single-kernel) implementation",
+    description="Megatron's torch AdamW fallback runs fused (single kernel); not under its DistributedOptimizer",
 )
 def fused_adam(ctx: PatchContext) -> None:
     from primus.backends.megatron_bridge.patches.fast_optimizer import install_fused_adam
