@@ -19,10 +19,14 @@ _context: PatchContext | None = None
 
 
 def prepare_imports(env: EnvFacts | None = None) -> PatchContext:
-    """Apply the import-level setup patches once per process (``PRIMUS_PATCHES`` honoured)."""
+    """Apply the import-level setup patches once per process (``PRIMUS_PATCHES`` honoured) and
+    keep Megatron's import-time fallback chatter out of the output (unless --debug)."""
     global _context
     if _context is None:
         import primus.backends.megatron_bridge.patches  # noqa: F401
+        from primus.backends.megatron_bridge.log_noise import quiet_third_party_noise
+
+        quiet_third_party_noise()
 
         disabled, problems = disabled_patch_ids((), os.environ, PATCHES.ids(NAME))
         if problems:

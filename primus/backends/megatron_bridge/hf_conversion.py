@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from primus.backends.megatron_bridge import NAME
+from primus.backends.megatron_bridge.patches.conversion import has_tokenizer
 from primus.core.environment import EnvFacts, detect
 from primus.core.errors import PrimusUserError, closest
 
 logger = logging.getLogger(__name__)
 
 #: files a HF tokenizer may consist of (any one present means the source has a tokenizer)
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json")
 NVTE_ATTENTION_VARS = ("NVTE_FLASH_ATTN", "NVTE_FUSED_ATTN", "NVTE_UNFUSED_ATTN")
 OFFLINE_HINT = (
     "this machine has no network: download the model elsewhere (`hf download ID --local-dir DIR`) "
@@ -112,10 +112,6 @@ def check_supported(hf_dir: Path, *, key: str = "--hf") -> str:
     return arch
 
 
-def has_tokenizer(hf_dir: Path) -> bool:
-    return any((hf_dir / name).is_file() for name in TOKENIZER_FILES)
-
-
 def resolve_checkpoint(path: str | os.PathLike, *, key: str = "--ckpt") -> Path:
     """The iteration directory (the one with run_config.yaml) of a Megatron checkpoint."""
     root = Path(path).expanduser()
@@ -162,7 +158,10 @@ def _free_port() -> int:
 def run_setup_patches(env: EnvFacts) -> None:
     """The backend's ``setup`` patches for ``env`` (TE placeholder, CPU execution...)."""
     import primus.backends.megatron_bridge.patches  # noqa: F401  (registers them)
+    from primus.backends.megatron_bridge.log_noise import quiet_third_party_noise
     from primus.core.patches import PATCHES, PatchContext, disabled_patch_ids, run_patches
+
+    quiet_third_party_noise()  # Megatron may not be imported yet (e.g. `convert import`)
 
     disabled, problems = disabled_patch_ids((), os.environ, PATCHES.ids(NAME))
     if problems:
@@ -170,18 +169,19 @@ def run_setup_patches(env: EnvFacts) -> None:
     run_patches("setup", PatchContext(backend=NAME, env=env, disabled=disabled))
 
 
-def check_parallel(device: str, tp: int, pp: int) -> EnvFacts:
-    """The environment, once it is clear it can run tp x pp (a CPU runs only 1 x 1)."""
-    env = detect(device)
+def check_parallel(device: str, tp: int, pp: int, world: int | None = None) -> EnvFacts:
+    """The environment, once the parallel sizes make sense: torchrun supplies tp x pp ranks
+    (NCCL on GPUs, gloo on a CPU)."""
     if tp < 1 or pp < 1:
         raise PrimusUserError(f"parallel sizes must be >= 1, got tp={tp} pp={pp}", key="--tp/--pp")
-    if env.on_cpu and (tp > 1 or pp > 1):
+    world = int(os.environ.get("WORLD_SIZE", "1")) if world is None else world
+    if world % (tp * pp):
         raise PrimusUserError(
-            f"tensor/pipeline parallel sizes {tp}/{pp} need GPUs; this conversion runs on the CPU",
+            f"world size {world} is not divisible by tp*pp = {tp * pp}",
             key="--tp/--pp",
-            hint="leave them at 1 on a CPU, or run with torchrun on a GPU host",
+            hint=f"launch with `torchrun --nproc-per-node {tp * pp} -m primus convert ...`",
         )
-    return env
+    return detect(device)
 
 
 @contextlib.contextmanager
@@ -193,16 +193,14 @@ def megatron_session(
     On a CPU: gloo, world size 1 (tp = pp = 1). On GPUs: NCCL over the ranks torchrun started,
     or this process alone (``single_process``, e.g. rank 0 exporting after training).
     """
-    env = check_parallel(device, tp, pp)
+    world = 1 if single_process else int(os.environ.get("WORLD_SIZE", "1"))
+    env = check_parallel(device, tp, pp, world)
     run_setup_patches(env)
     import torch
     import torch.distributed as dist
     from megatron.core import parallel_state, tensor_parallel
 
-    world = 1 if single_process else int(os.environ.get("WORLD_SIZE", "1"))
     rank = 0 if single_process else int(os.environ.get("RANK", "0"))
-    if world % (tp * pp):
-        raise PrimusUserError(f"world size {world} is not divisible by tp*pp = {tp * pp}", key="--tp/--pp")
     # Megatron-Core records the attention backend in NVTE_* variables and asserts they agree
     # with the next model's; a conversion after training in the same process picks its own.
     saved_env = {name: os.environ.pop(name) for name in NVTE_ATTENTION_VARS if name in os.environ}

@@ -275,22 +275,67 @@ def test_cli_user_errors(tmp_path, args, message, monkeypatch):
     assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
 
 
-def test_cli_rejects_tensor_parallel_on_cpu(tiny_llama, tmp_path):
+def test_cli_tensor_parallel_needs_as_many_ranks(tiny_llama, tmp_path):
+    out = _cli(
+        "convert", "import", "--hf", str(tiny_llama), "--out", str(tmp_path / "c"), "--tp", "2", cwd=tmp_path
+    )
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert (
+        "--tp/--pp: world size 1 is not divisible by tp*pp = 2; launch with `torchrun --nproc-per-node 2"
+        in out.stderr
+    )
+    assert "Traceback" not in out.stderr and not (tmp_path / "c").exists()
+
+
+def _torchrun(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "primus", *args]
+    return subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=900)
+
+
+def _safetensors(hf_dir: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return {k: v for f in sorted(hf_dir.glob("*.safetensors")) for k, v in load_file(f).items()}
+
+
+@pytest.mark.parametrize("flag", ["--tp", "--pp"])
+def test_parallel_import_on_two_cpu_ranks_verifies_and_exports_exactly(flag, tmp_path):
+    """torchrun x 2 on gloo: a TP-2 / PP-2 import, resharded to one rank for verify and export.
+
+    The source has no tokenizer files: the export must still work (and have none)."""
+    hf = make_tiny_hf("llama", tmp_path / "hf", tokenizer=False)
+    ckpt = tmp_path / "ckpt"
+    imported = _torchrun(
+        "convert", "import", "--hf", str(hf), "--out", str(ckpt), flag, "2", "--device", "cpu", cwd=tmp_path
+    )
+    assert imported.returncode == 0, imported.stderr[-4000:]
+    verified = _cli(
+        "convert", "verify", "--hf", str(hf), "--ckpt", str(ckpt), "--device", "cpu", cwd=tmp_path
+    )
+    assert verified.returncode == 0, verified.stderr[-4000:]
+    assert (
+        "result                    PASS" in verified.stdout
+        and "next-token agreement      100.00%" in verified.stdout
+    )
+    exported = tmp_path / "exported"
     out = _cli(
         "convert",
-        "import",
-        "--hf",
-        str(tiny_llama),
+        "export",
+        "--ckpt",
+        str(ckpt),
         "--out",
-        str(tmp_path / "c"),
-        "--tp",
-        "2",
+        str(exported),
+        "--hf-source",
+        str(hf),
         "--device",
         "cpu",
         cwd=tmp_path,
     )
-    assert out.returncode == 2 and "--tp/--pp: tensor/pipeline parallel sizes 2/1 need GPUs" in out.stderr
-    assert "Traceback" not in out.stderr
+    assert out.returncode == 0, out.stderr[-4000:]
+    original, roundtrip = _safetensors(hf), _safetensors(exported)
+    assert original.keys() == roundtrip.keys()
+    assert max(float((original[k] - roundtrip[k]).abs().max()) for k in original) == 0.0
+    assert not any((exported / name).exists() for name in ("tokenizer.json", "tokenizer_config.json"))
 
 
 def test_hub_id_not_in_offline_cache(tmp_path, monkeypatch):

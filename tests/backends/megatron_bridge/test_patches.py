@@ -59,6 +59,7 @@ EXPECTED = {
     "megatron_bridge.fused_adam": (False, True, False),
     "megatron_bridge.compiled_rope": (False, True, False),
     "megatron_bridge.deferred_grad_check": (False, True, False),
+    "megatron_bridge.tokenizerless_export": (True, True, True),
 }
 
 
