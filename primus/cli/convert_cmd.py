@@ -9,7 +9,8 @@ examples:
   primus convert import --hf ./Llama-3.2-1B --out ./ckpt/llama32_1b
   primus convert export --ckpt ./runs/x/checkpoints --out ./hf_out --hf-source ./Llama-3.2-1B
   primus convert verify --hf ./Llama-3.2-1B --ckpt ./ckpt/llama32_1b
-  torchrun --nproc-per-node 2 -m primus convert import --hf DIR --out CKPT --tp 2   (GPUs)
+  torchrun --nproc-per-node 2 -m primus convert import --hf DIR --out CKPT --tp 2
+      (tp x pp ranks: NCCL on GPUs, gloo on a CPU; verify/export reshard to one process)
 Hub ids are read from the local HF cache when HF_HUB_OFFLINE=1.
 """
 
@@ -34,8 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     imp = sub.add_parser("import", help="HF directory -> Megatron torch_dist checkpoint", parents=[parent])
     imp.add_argument("--hf", required=True, metavar="DIR_OR_ID", help="HF model directory (or cached hub id)")
     imp.add_argument("--out", required=True, metavar="CKPT_DIR", help="new checkpoint directory")
-    imp.add_argument("--tp", type=int, default=1, help="tensor parallel size (GPUs only)")
-    imp.add_argument("--pp", type=int, default=1, help="pipeline parallel size (GPUs only)")
+    imp.add_argument("--tp", type=int, default=1, help="tensor parallel size (run under torchrun with tp*pp ranks)")
+    imp.add_argument("--pp", type=int, default=1, help="pipeline parallel size (run under torchrun with tp*pp ranks)")
     _common(imp)
     imp.set_defaults(func=run_import)
 
