@@ -300,7 +300,7 @@ def _safetensors(hf_dir: Path) -> dict:
 
 @pytest.mark.parametrize("flag", ["--tp", "--pp"])
 def test_parallel_import_on_two_cpu_ranks_verifies_and_exports_exactly(flag, tmp_path):
-    """torchrun x 2 on gloo: a TP-2 / PP-2 import, resharded to one rank for verify and export.
+    """torchrun x 2 on gloo: a TP-2 / PP-2 import, resharded to one rank for verify (and export).
 
     The source has no tokenizer files: the export must still work (and have none)."""
     hf = make_tiny_hf("llama", tmp_path / "hf", tokenizer=False)
@@ -317,6 +317,8 @@ def test_parallel_import_on_two_cpu_ranks_verifies_and_exports_exactly(flag, tmp
         "result                    PASS" in verified.stdout
         and "next-token agreement      100.00%" in verified.stdout
     )
+    if flag == "--pp":
+        return  # the export path (resharding load + save) is the same as for TP; once is enough in CI
     exported = tmp_path / "exported"
     out = _cli(
         "convert",
