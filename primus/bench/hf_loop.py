@@ -2,7 +2,8 @@
 
 SDPA attention, fp32 parameters with bf16 autocast on CUDA (fp32 on CPU), AdamW (fused on CUDA)
 with Megatron's Llama betas / eps / weight decay, gradient clipping at 1.0, linear warm-up then
-cosine decay, uniform random tokens; optionally ``torch.compile``. Writes the common result file.
+cosine decay; uniform random tokens, or windows of a Megatron indexed dataset (``--data``);
+optionally ``torch.compile``. Writes the common result file.
 
     python -m primus.bench.hf_loop --config cfg.json --seq 2048 --mbs 4 --ga 2 --steps 30 --out r.json
 """
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--data", type=Path, help="Megatron indexed-dataset prefix (default: random tokens)")
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args(argv)
 
@@ -59,6 +61,17 @@ def main(argv: list[str] | None = None) -> None:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(a.warmup_lr, a.steps))
     forward = torch.compile(model) if a.compile else model
     gen = torch.Generator(device=a.device).manual_seed(a.seed)
+    windows = None
+    if a.data:
+        from primus.bench.data import TokenWindows, tokens
+
+        windows = TokenWindows(tokens(a.data), a.seq, a.seed)
+
+    def next_batch() -> torch.Tensor:
+        if windows is None:
+            return torch.randint(0, cfg.vocab_size, (a.mbs, a.seq), device=a.device, generator=gen)
+        return torch.from_numpy(windows.batch(a.mbs)).to(a.device, non_blocking=True)
+
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
 
     seconds, losses = [], []
@@ -66,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
         start = time.perf_counter()
         total = torch.zeros((), device=a.device)
         for _ in range(a.ga):
-            x = torch.randint(0, cfg.vocab_size, (a.mbs, a.seq), device=a.device, generator=gen)
+            x = next_batch()
             with amp:
                 loss = forward(input_ids=x, labels=x).loss
             (loss / a.ga).backward()

@@ -30,6 +30,7 @@ class BenchRequest:
     device: str
     out_dir: Path
     timeout_s: float = 1800.0
+    data: Path | None = None
 
 
 def _env(extra: dict[str, str]) -> dict[str, str]:
@@ -77,6 +78,9 @@ def metrics(result: dict[str, Any], req: BenchRequest, seq: int, matmul_tflops: 
 def _run_one(launch: Launch, log: Path, timeout_s: float) -> tuple[dict | None, str | None]:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as out:
+        env_text = " ".join(f"{k}={v}" for k, v in launch.env.items())
+        out.write(f"$ {env_text + ' ' if env_text else ''}{' '.join(launch.command)}\n")
+        out.flush()
         try:
             proc = subprocess.run(
                 launch.command,
@@ -121,6 +125,7 @@ def run_bench(req: BenchRequest) -> dict[str, Any]:
                     req.steps,
                     req.device,
                     req.out_dir / f"seq{seq}" / system.name / f"r{rep}",
+                    req.data,
                 )
                 launch = system.launch(case)
                 if isinstance(launch, Skip):
@@ -136,7 +141,7 @@ def run_bench(req: BenchRequest) -> dict[str, Any]:
                 m = metrics(result, req, seq, matmul["tflops"])
                 runs[system.name].append(m)
                 logger.info(
-                    "seq %d %s run %d: %s tokens/s, %.1f TFLOP/s, %.0f s",
+                    "seq %d %s run %d: %s tokens/s, %.3g TFLOP/s, %.0f s",
                     seq,
                     system.name,
                     rep + 1,
@@ -181,6 +186,7 @@ def run_bench(req: BenchRequest) -> dict[str, Any]:
         "warmup": req.warmup,
         "repeats": req.repeats,
         "flop_formula": "6*N_matmul + 12*layers*hidden*seq per token (PaLM, App. B)",
+        "data": str(req.data) if req.data else "synthetic (Megatron mock data; random tokens in the HF loop)",
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "rows": rows,
     }
@@ -194,7 +200,7 @@ def table(report: dict[str, Any]) -> str:
     lines = [
         f"workload {report['workload']['name']} on {m['device']}; MFU against {m['tflops']:.1f} TFLOP/s "
         f"({m['dtype']} {m['n']}^3 matmul, measured in this run); {report['steps']} steps, first "
-        f"{report['warmup']} dropped; {report['repeats']} run(s) each",
+        f"{report['warmup']} dropped; {report['repeats']} run(s) each; data: {report['data']}",
         "",
         "| system | seq | tokens/s | model TFLOP/s/GPU | MFU | peak memory GiB | loss first -> last | vs first |",
         "|---|---|---|---|---|---|---|---|",

@@ -41,6 +41,7 @@ class Case:
     steps: int
     device: str  # "cuda" or "cpu"
     out_dir: Path
+    data: Path | None = None  # an indexed-dataset prefix; None: each system's synthetic tokens
 
     @property
     def batch(self) -> tuple[int, int]:
@@ -89,6 +90,9 @@ def _primus(case: Case, perf_patches: bool) -> Launch | Skip:
     ]
     if not w.recipe:
         command.append(f"model.seq_length={case.seq}")
+    if case.data:  # the null tokenizer adds an end-of-document id: vocab - 1 ids + 1 = the shape's
+        command += ["--data_path", str(case.data), "tokenizer.tokenizer_type=NullTokenizer"]
+        command.append(f"tokenizer.vocab_size={w.shape.vocab - 1}")
     env = {} if perf_patches else {"PRIMUS_PATCHES": ",".join(f"-{i}" for i in perf_patch_ids())}
     return Launch(command, env, lambda: result_from_run_dir(run_dir))
 
@@ -127,6 +131,8 @@ def _bridge_direct(case: Case) -> Launch | Skip:
         "--run-dir",
         str(run_dir),
     ]
+    if case.data:
+        command += ["--data", str(case.data), "--vocab", str(case.workload.shape.vocab)]
     return Launch(command, {}, lambda: result_from_run_dir(run_dir))
 
 
@@ -161,6 +167,7 @@ def _hf(case: Case, compiled: bool) -> Launch | Skip:
         "--out",
         str(result),
         *(["--compile"] if compiled else []),
+        *(["--data", str(case.data)] if case.data else []),
     ]
     return Launch(command, {}, lambda: json.loads(result.read_text()))
 

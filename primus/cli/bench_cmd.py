@@ -32,6 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
     parser.add_argument(
+        "--data",
+        metavar="PREFIX",
+        help="train every system on this Megatron indexed dataset (from `primus data prepare`), so "
+        "their losses compare; default: synthetic tokens",
+    )
+    parser.add_argument(
         "--out",
         default="bench_out",
         metavar="DIR",
@@ -89,9 +95,22 @@ def bench(args: argparse.Namespace) -> int:
             source="cli",
             hint="on a CPU use --workload tiny",
         )
+    data = None
+    if args.data:
+        from primus.bench.data import check_prefix
+
+        data = check_prefix(args.data, workload.shape.vocab)
     report = run_bench(
         BenchRequest(
-            workload, seqs, tuple(systems), args.steps, args.warmup, args.repeats, device, Path(args.out)
+            workload,
+            seqs,
+            tuple(systems),
+            args.steps,
+            args.warmup,
+            args.repeats,
+            device,
+            Path(args.out),
+            data=data,
         )
     )
     print(table(report))

@@ -35,8 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     imp = sub.add_parser("import", help="HF directory -> Megatron torch_dist checkpoint", parents=[parent])
     imp.add_argument("--hf", required=True, metavar="DIR_OR_ID", help="HF model directory (or cached hub id)")
     imp.add_argument("--out", required=True, metavar="CKPT_DIR", help="new checkpoint directory")
-    imp.add_argument("--tp", type=int, default=1, help="tensor parallel size (run under torchrun with tp*pp ranks)")
-    imp.add_argument("--pp", type=int, default=1, help="pipeline parallel size (run under torchrun with tp*pp ranks)")
+    imp.add_argument(
+        "--tp", type=int, default=1, help="tensor parallel size (run under torchrun with tp*pp ranks)"
+    )
+    imp.add_argument(
+        "--pp", type=int, default=1, help="pipeline parallel size (run under torchrun with tp*pp ranks)"
+    )
     _common(imp)
     imp.set_defaults(func=run_import)
 

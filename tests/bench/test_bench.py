@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -115,3 +116,71 @@ def test_list_names_every_workload_and_system():
     assert proc.returncode == 0
     for name in [*WORKLOADS, *SYSTEMS]:
         assert name in proc.stdout
+
+
+def _byte_dataset(prefix: Path, text: bytes, extra_id: int | None = None) -> Path:
+    """A Megatron indexed dataset (written by Megatron-Core's own builder) of a text's byte values."""
+    import numpy as np
+    import torch
+    from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
+
+    builder = IndexedDatasetBuilder(str(prefix) + ".bin", dtype=np.uint16)
+    for line in text.splitlines():
+        ids = [b for b in line if b < 250] + ([extra_id] if extra_id is not None else [])
+        if ids:
+            builder.add_document(torch.tensor(ids, dtype=torch.int64), [len(ids)])
+    builder.finalize(str(prefix) + ".idx")
+    return prefix
+
+
+@pytest.mark.megatron
+def test_cpu_bench_on_real_text_gives_comparable_losses(tmp_path):
+    from tests.conftest import REPO
+
+    text = b"\n".join(p.read_bytes() for p in sorted((REPO / "docs").glob("*.md")))
+    prefix = _byte_dataset(tmp_path / "docs_bytes", text)
+    out = tmp_path / "bench"
+    proc = run_cli(
+        "bench", "--workload", "tiny", "--device", "cpu", "--steps", "5", "--warmup", "1",
+        "--systems", "primus", "hf_eager", "--data", str(prefix), "--out", str(out),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads((out / "bench.json").read_text())
+    assert report["data"] == str(prefix)
+    rows = {r["system"]: r for r in report["rows"]}
+    for name, flag in (("primus", "--data_path"), ("hf_eager", "--data")):
+        r = rows[name]
+        assert r["status"] == "ok" and len(r["losses"]) == 5, r
+        # both start near ln(256) on the same text and learn it (random tokens would stay at ~5.55)
+        assert 5.0 < r["loss_first"] < 6.0 and r["loss_last"] < r["loss_first"] - 0.3, r["losses"]
+        command = (out / f"seq64/{name}/r0/log.txt").read_text().splitlines()[0]
+        assert f"{flag} {prefix}" in command, command
+
+
+@pytest.mark.megatron
+def test_data_errors_are_one_line(tmp_path):
+    missing = run_cli(
+        "bench",
+        "--workload",
+        "tiny",
+        "--device",
+        "cpu",
+        "--data",
+        str(tmp_path / "nope"),
+        "--out",
+        str(tmp_path / "o"),
+    )
+    assert (
+        missing.returncode == 2
+        and "--data (cli): " in missing.stderr
+        and "no .bin or .idx file" in missing.stderr
+    )
+    prefix = _byte_dataset(tmp_path / "big_ids", b"hello world\nmore text", extra_id=300)
+    too_big = run_cli(
+        "bench", "--workload", "tiny", "--device", "cpu", "--data", str(prefix), "--out", str(tmp_path / "o")
+    )
+    assert (
+        too_big.returncode == 2
+        and "has token id 300, beyond the workload's vocabulary (256" in too_big.stderr
+    )
+    assert "Traceback" not in missing.stderr + too_big.stderr and not (tmp_path / "o").exists()

@@ -18,7 +18,16 @@ import time
 from pathlib import Path
 
 
-def build_config(recipe: str, seq: int, mbs: int, gbs: int, iters: int, lr_warmup: int = 5):
+def build_config(
+    recipe: str,
+    seq: int,
+    mbs: int,
+    gbs: int,
+    iters: int,
+    lr_warmup: int = 5,
+    data: str | None = None,
+    vocab: int = 0,
+):
     from megatron.bridge.models.gpt_provider import local_layer_spec
 
     from primus.backends.megatron_bridge.patches.model_settings import TE_FREE_MODEL_SETTINGS
@@ -43,6 +52,11 @@ def build_config(recipe: str, seq: int, mbs: int, gbs: int, iters: int, lr_warmu
     cfg.logger.log_interval = 5
     cfg.logger.tensorboard_dir = None
     cfg.logger.log_throughput = True
+    if data:  # real text, through Bridge's own dataset config; the null tokenizer's ids + EOD = vocab
+        cfg.dataset.blend = ([data], None)
+        cfg.dataset.split = "1,0,0"
+        cfg.tokenizer.tokenizer_type = "NullTokenizer"
+        cfg.tokenizer.vocab_size = vocab - 1
     return cfg
 
 
@@ -54,6 +68,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gbs", type=int, default=8)
     parser.add_argument("--iters", type=int, default=30)
     parser.add_argument("--run-dir", type=Path, required=True)
+    parser.add_argument("--data", help="Megatron indexed-dataset prefix (default: the recipe's mock data)")
+    parser.add_argument("--vocab", type=int, default=0, help="model vocabulary with --data")
     args = parser.parse_args(argv)
 
     from primus.backends.megatron_bridge.bootstrap import prepare_imports
@@ -71,7 +87,9 @@ def main(argv: list[str] | None = None) -> None:
 
     from primus.backends.megatron_bridge.metrics import MetricsRecorder
 
-    cfg = build_config(args.recipe, args.seq, args.mbs, args.gbs, args.iters)
+    cfg = build_config(
+        args.recipe, args.seq, args.mbs, args.gbs, args.iters, data=args.data, vocab=args.vocab
+    )
     recorder = MetricsRecorder(args.run_dir, args.gbs * args.seq)
     start = time.time()
     pretrain(cfg, forward_step, callbacks=[recorder])

@@ -1,0 +1,73 @@
+"""Real training text for every benchmark system: one Megatron indexed dataset.
+
+Primus and Megatron-Bridge read the prefix through their own data pipeline (``--data_path``);
+the HF loop reads the same tokens through Megatron-Core's ``IndexedDataset`` and cuts random
+windows of ``seq`` tokens from their concatenation. With the same text, the loss columns of
+all systems are comparable (same distribution; sample order and initialisation still differ).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from primus.core.errors import PrimusUserError
+
+#: enough text for any benchmark run; the HF loop never holds more than this many tokens
+MAX_TOKENS = 64 * 2**20
+
+
+def check_prefix(prefix: str, vocab: int) -> Path:
+    """The prefix, once its files exist and its token ids fit ``vocab`` (the last id is the null
+    tokenizer's end-of-document token)."""
+    path = Path(prefix).expanduser().resolve()
+    missing = [s for s in (".bin", ".idx") if not path.with_name(path.name + s).is_file()]
+    if missing:
+        raise PrimusUserError(
+            f"{prefix}: no {' or '.join(missing)} file",
+            key="--data",
+            source="cli",
+            hint="give an indexed-dataset prefix, e.g. from `primus data prepare --output-prefix P`",
+        )
+    largest = int(tokens(path, MAX_TOKENS).max(initial=0))
+    if largest >= vocab - 1:
+        raise PrimusUserError(
+            f"{prefix} has token id {largest}, beyond the workload's vocabulary ({vocab}, last id reserved)",
+            key="--data",
+            source="cli",
+            hint="prepare the text with a smaller tokenizer (`primus data prepare --train-tokenizer N`)",
+        )
+    return path
+
+
+def tokens(prefix: Path, limit: int = MAX_TOKENS) -> np.ndarray:
+    """The dataset's documents concatenated (at most ``limit`` tokens), as int64."""
+    from primus.backends.megatron_bridge.log_noise import quiet_third_party_noise
+
+    quiet_third_party_noise()  # importing Megatron-Core restates its TE/Apex fallbacks
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+
+    dataset = IndexedDataset(str(prefix))
+    parts, total = [], 0
+    for i in range(len(dataset)):
+        part = np.asarray(dataset[i], dtype=np.int64)
+        parts.append(part[: limit - total])
+        total += len(parts[-1])
+        if total >= limit:
+            break
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+class TokenWindows:
+    """Random ``[batch, seq]`` windows of a token stream, reproducible from the seed."""
+
+    def __init__(self, stream: np.ndarray, seq: int, seed: int) -> None:
+        if len(stream) <= seq:
+            raise ValueError(f"{len(stream)} tokens are fewer than one sequence of {seq}")
+        self.stream, self.seq = stream, seq
+        self.rng = np.random.default_rng(seed)
+
+    def batch(self, size: int) -> np.ndarray:
+        starts = self.rng.integers(0, len(self.stream) - self.seq + 1, size=size)
+        return np.stack([self.stream[s : s + self.seq] for s in starts])
