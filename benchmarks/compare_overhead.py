@@ -39,6 +39,7 @@ def primus_train_cmd(
         sys.executable,
         "-m",
         "torch.distributed.run",
+        "--standalone",
         "--nproc_per_node",
         str(nproc),
         "-m",

@@ -98,7 +98,7 @@ run_parallel() {
         say "4 custom parallelism: no CUDA here, so $NPROC CPU processes data-parallel (gloo); TP/PP/CP need GPUs"
     fi
     fresh "$RUNS_DIR/parallel"
-    local cmd=("$PY" -m torch.distributed.run --nproc_per_node "$NPROC" -m primus.cli.train
+    local cmd=("$PY" -m torch.distributed.run --standalone --nproc_per_node "$NPROC" -m primus.cli.train
         --config "$(config llama_7b_pretrain)" --run_dir "$RUNS_DIR/parallel" "${overrides[@]}")
     if ((${#DRY[@]})); then  # a dry run checks the config once, for the world size torchrun would give
         WORLD_SIZE=$NPROC RANK=0 LOCAL_RANK=0 primus train --config "$(config llama_7b_pretrain)" --run_dir "$RUNS_DIR/parallel" \

@@ -64,6 +64,7 @@ def _primus(case: Case, perf_patches: bool) -> Launch | Skip:
         sys.executable,
         "-m",
         "torch.distributed.run",
+        "--standalone",  # a free rendezvous port: never collides with another job's 29500
         "--nproc_per_node",
         "1",
         "-m",

@@ -78,6 +78,7 @@ def test_torchrun_two_processes_data_parallel(tmp_path):
             sys.executable,
             "-m",
             "torch.distributed.run",
+            "--standalone",
             "--nproc_per_node",
             "2",
             "-m",
