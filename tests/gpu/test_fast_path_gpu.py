@@ -29,6 +29,13 @@ def _losses(run_dir: Path) -> list[float]:
     return [json.loads(line)["loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+def _check(proc, name: str) -> None:
+    """Assert a run succeeded; keep its error output in the results file when it did not."""
+    if proc.returncode:
+        _record(f"{name}_stderr_tail", proc.stderr[-8000:])
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+
 def _record(key: str, value) -> None:
     path = os.environ.get("PRIMUS_GPU_RESULTS")
     if path:
@@ -58,7 +65,7 @@ def test_fast_path_loss_stays_within_one_percent_of_vanilla(tmp_path):
         out = run_cli(
             *common, "--run_dir", str(tmp_path / name), env={"PRIMUS_PATCHES": patches}, timeout=1800
         )
-        assert out.returncode == 0, out.stderr[-4000:]
+        _check(out, f"parity_{name}")
         runs[name] = _losses(tmp_path / name)
         if name == "fast":
             for patch_id in perf_patch_ids():
@@ -92,16 +99,16 @@ def test_fast_path_loss_stays_within_one_percent_of_vanilla(tmp_path):
 def test_resume_with_the_fast_path_repeats_the_uninterrupted_losses(tmp_path):
     tiny = str(REPO / "primus/configs/tiny_llama.yaml")
     full = run_cli("train", "--config", tiny, "--run_dir", str(tmp_path / "full"), "--device", "cuda")
-    assert full.returncode == 0, full.stderr[-4000:]
+    _check(full, "resume_full")
     # the tiny config uses Megatron's distributed optimizer, which keeps torch's foreach AdamW
     assert "fused_adam: Megatron's DistributedOptimizer keeps torch's foreach AdamW" in full.stderr
     run_dir = str(tmp_path / "resumed")
     first = run_cli(
         "train", "--config", tiny, "--run_dir", run_dir, "--device", "cuda", "train.exit_interval=10"
     )
-    assert first.returncode == 0, first.stderr[-4000:]
+    _check(first, "resume_first")
     second = run_cli("train", "--config", tiny, "--run_dir", run_dir, "--device", "cuda", "--resume")
-    assert second.returncode == 0, second.stderr[-4000:]
+    _check(second, "resume_second")
     uninterrupted, resumed = _losses(tmp_path / "full"), _losses(Path(run_dir))
     assert len(resumed) == 20
     diffs = [abs(a - b) / a for a, b in zip(uninterrupted[10:], resumed[10:], strict=True)]
