@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from primus.bench.results import peak_memory, write_result
+from primus.bench.results import write_result
+from primus.core.memory import peak_memory
 
 
 def lr_lambda(warmup: int, total: int, min_ratio: float = 0.1):

@@ -6,8 +6,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from primus.core.memory import peak_memory  # noqa: F401  (re-exported for the systems)
-
 
 def write_result(path: Path, *, step_seconds: list[float], losses: list[float | None], **extra: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
