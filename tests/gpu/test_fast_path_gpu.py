@@ -44,11 +44,6 @@ def _record(key: str, value) -> None:
         Path(path).write_text(json.dumps(data, indent=1))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="measured on an H200 (2026-11-27): the fast path's loss runs ~2 % above vanilla from step 20 on "
-    "(200-step mean +1.86 %); under investigation, see docs/performance.md",
-)
 def test_fast_path_loss_stays_within_one_percent_of_vanilla(tmp_path):
     prefix = os.environ.get("PRIMUS_GPU_DATA")
     if not prefix:

@@ -13,6 +13,7 @@ from primus.backends.megatron_bridge.patches.fast_optimizer import (
     use_fused_adam,
     with_fused_adam,
 )
+from primus.backends.megatron_bridge.patches.step_counters import own_step_counters
 
 pytestmark = pytest.mark.megatron
 
@@ -215,3 +216,80 @@ def test_fused_adam_resumes_from_a_megatron_style_state_with_one_shared_step_ten
     step()
     steps = [opt.state[p]["step"] for p in params]
     assert len({id(t) for t in steps}) == 3 and [float(t) for t in steps] == [4.0, 4.0, 4.0]
+
+
+def _load_with_one_shared_step(opt: torch.optim.Optimizer, value: float) -> None:
+    """Megatron-Core 0.19's TE-free DistributedOptimizer.load_state_dict: one step tensor for all."""
+    saved = opt.state_dict()
+    shared = torch.tensor(value)
+    for s in saved["state"].values():
+        s["step"] = shared
+    opt.load_state_dict(saved)
+
+
+@pytest.mark.parametrize("fix", [False, True])
+def test_shared_step_counter_runs_ahead_unless_each_parameter_gets_its_own(fix):
+    params = [torch.nn.Parameter(torch.randn(4)) for _ in range(3)]
+    opt = torch.optim.AdamW(params, lr=0.1, foreach=True)  # Megatron's TE-free default
+
+    def step():
+        for p in params:
+            p.grad = torch.ones_like(p)
+        opt.step()
+
+    for _ in range(3):
+        step()
+    _load_with_one_shared_step(opt, 3.0)
+    if fix:
+        assert own_step_counters(opt) == 2  # the other two parameters held the first one's tensor
+    step()
+    counters = [float(opt.state[p]["step"]) for p in params]
+    # without the fix the shared counter is bumped once per parameter: 3 + 3 = 6
+    assert counters == ([4.0] * 3 if fix else [6.0] * 3)
+
+
+def test_distributed_optimizer_checkpoint_patch_on_megatrons_real_methods():
+    """Megatron-Core's own TE-free ``DistributedOptimizer.state_dict`` (run unbound on a torch
+    AdamW, as the class's GPU-only constructor cannot run here) asserts on the empty state a
+    resume starts from; patched, it returns the template and leaves the state empty."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from tests.conftest import REPO
+
+    code = textwrap.dedent("""
+        import torch
+        from primus.backends.megatron_bridge.bootstrap import prepare_imports
+        prepare_imports()
+        from megatron.core.optimizer import distrib_optimizer
+        from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
+        from primus.backends.megatron_bridge.patches import step_counters
+        assert distrib_optimizer.HAVE_APEX_OR_TE is False
+        holder = DistributedOptimizer.__new__(DistributedOptimizer)
+        holder.optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.ones(3)) for _ in range(2)])
+        holder.grad_scaler = None
+        try:
+            DistributedOptimizer.state_dict(holder)
+            print("upstream: ok")
+        except AssertionError:
+            print("upstream: AssertionError")
+        original = (DistributedOptimizer.state_dict, DistributedOptimizer.load_state_dict)
+        step_counters.install(); step_counters.install()
+        template = DistributedOptimizer.state_dict(holder)
+        print("patched steps:", [g["step"] for g in template["optimizer"]["param_groups"]])
+        print("state after:", len(holder.optimizer.state))
+        assert (DistributedOptimizer.state_dict.__wrapped__, DistributedOptimizer.load_state_dict.__wrapped__) == original
+        for p in holder.optimizer.param_groups[0]["params"]:
+            p.grad = torch.ones(3)
+        holder.optimizer.step()
+        print("after a step:", DistributedOptimizer.state_dict(holder)["optimizer"]["param_groups"][0]["step"])
+    """)
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.splitlines() == [
+        "upstream: AssertionError",
+        "patched steps: [0.0]",
+        "state after: 0",
+        "after a step: 1.0",
+    ]

@@ -60,6 +60,7 @@ EXPECTED = {
     "megatron_bridge.compiled_rope": (False, True, False),
     "megatron_bridge.deferred_grad_check": (False, True, False),
     "megatron_bridge.tokenizerless_export": (True, True, True),
+    "megatron_bridge.distopt_te_free_checkpoint": (False, True, True),
 }
 
 

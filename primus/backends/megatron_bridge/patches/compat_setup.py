@@ -11,6 +11,7 @@ import logging
 from primus.backends.megatron_bridge import NAME
 from primus.backends.megatron_bridge.patches import import_redirects
 from primus.backends.megatron_bridge.patches.conditions import (
+    APEX_ABSENT,
     NVRX_UNUSABLE,
     ON_CPU,
     PREBUILT_HELPERS_ONLY,
@@ -104,3 +105,16 @@ def cpu_execution(ctx: PatchContext) -> None:
     # Bridge skips model_parallel_cuda_manual_seed without CUDA devices, but attention always
     # forks the "model-parallel-rng" state: create a CPU-safe tracker up front.
     tensor_parallel.random.initialize_rng_tracker(inference_rng_tracker=True)
+
+
+@register_patch(
+    "megatron_bridge.distopt_te_free_checkpoint",
+    backend=NAME,
+    phase="setup",
+    condition=TE_ABSENT & APEX_ABSENT,
+    description="distributed optimizer without TE/Apex: resume no longer asserts on the empty state; one Adam step counter per parameter",
+)
+def distopt_te_free_checkpoint(ctx: PatchContext) -> None:
+    from primus.backends.megatron_bridge.patches import step_counters
+
+    step_counters.install()
