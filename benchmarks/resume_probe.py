@@ -27,9 +27,15 @@ def describe(opt, where: str) -> None:
     devices = sorted({str(getattr(s, "device", "python")) for s in steps})
     distinct = len({id(s) for s in steps})
     fused = sorted({str(g.get("fused")) for g in opt.param_groups})
+    moments = {
+        key: sum(float(s[key].float().norm()) ** 2 for s in opt.state.values() if key in s) ** 0.5
+        for key in ("exp_avg", "exp_avg_sq")
+    }
+    params = sum(float(p.float().norm()) ** 2 for g in opt.param_groups for p in g["params"]) ** 0.5
     print(
         f"[probe] {where}: {len(opt.state)} states, {len(steps)} steps, values {values[:5]}{'...' if len(values) > 5 else ''}"
-        f", devices {devices}, distinct step tensors {distinct}, fused {fused}",
+        f", devices {devices}, distinct step tensors {distinct}, fused {fused}"
+        f", |exp_avg| {moments['exp_avg']:.6e} |exp_avg_sq| {moments['exp_avg_sq']:.6e} |main params| {params:.6e}",
         file=sys.stderr,
         flush=True,
     )

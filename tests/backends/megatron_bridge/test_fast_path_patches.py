@@ -293,3 +293,22 @@ def test_distributed_optimizer_checkpoint_patch_on_megatrons_real_methods():
         "state after: 0",
         "after a step: 1.0",
     ]
+
+
+def test_step_counters_take_the_checkpoints_value_after_a_load():
+    """The dp_reshardable load copies the template's step over the loaded one; the patch resets
+    every counter, each its own tensor, to the step the checkpoint's param groups carry."""
+    from primus.backends.megatron_bridge.patches.step_counters import saved_step
+
+    params = [torch.nn.Parameter(torch.randn(4)) for _ in range(2)]
+    opt = torch.optim.AdamW(params)
+    for p in params:
+        p.grad = torch.ones_like(p)
+    opt.step()
+    state_dict = {"optimizer": {"param_groups": [{"step": 10.0}, {"step": 10.0}]}}
+    assert saved_step(state_dict) == 10.0
+    assert saved_step({"optimizer": {"param_groups": [{"lr": 1.0}]}}) is None
+    assert saved_step({"param_state": {}}) is None
+    assert own_step_counters(opt, saved_step(state_dict)) == 2
+    steps = [opt.state[p]["step"] for p in params]
+    assert [float(s) for s in steps] == [10.0, 10.0] and steps[0] is not steps[1]

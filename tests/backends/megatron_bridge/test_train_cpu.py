@@ -123,3 +123,33 @@ def test_dry_run_writes_nothing_and_shows_sources(tmp_path):
     assert "transformer_impl: local  # patch:megatron_bridge.te_free_model" in out.stdout
     assert "# patches applied: megatron_bridge.te_placeholder" in out.stdout
     assert not run_dir.exists()
+
+
+def _train_with_distributed_optimizer(
+    run_dir: Path, *extra: str, patches: str = ""
+) -> subprocess.CompletedProcess:
+    script = Path(__file__).with_name("distributed_optimizer_on_cpu.py")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PRIMUS_PATCHES": patches}
+    cmd = [sys.executable, str(script), "--config", str(TINY), "--run_dir", str(run_dir), "--device", "cpu"]
+    cmd += ["train.train_iters=8", "checkpoint.save_interval=4", *extra]
+    return subprocess.run(cmd, cwd=run_dir.parent, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_resume_with_megatrons_distributed_optimizer_repeats_the_uninterrupted_losses(tmp_path):
+    """Megatron-Core's TE-free DistributedOptimizer checkpoint path, as GPUs without TE run it:
+    unpatched, a resume crashes (``assert len(steps) == 1`` on the empty optimizer state) and,
+    past that, restarts Adam's step counters from the template; patched
+    (``megatron_bridge.distopt_te_free_checkpoint``) it repeats the uninterrupted losses."""
+    full = _train_with_distributed_optimizer(tmp_path / "full")
+    assert full.returncode == 0, full.stderr[-3000:]
+    assert "use_distributed_optimizer: True" in full.stdout  # Bridge's optimizer summary
+    run_dir = tmp_path / "resumed"
+    first = _train_with_distributed_optimizer(run_dir, "train.exit_interval=4")
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = _train_with_distributed_optimizer(run_dir, "--resume")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "patch megatron_bridge.distopt_te_free_checkpoint applied" in second.stderr
+    resumed, uninterrupted = read_metrics(run_dir), read_metrics(tmp_path / "full")
+    assert sorted(resumed) == list(range(1, 9))
+    for it in range(5, 9):
+        assert resumed[it] == pytest.approx(uninterrupted[it], rel=1e-5, abs=1e-6), it

@@ -1,18 +1,22 @@
 """Resumable TE/Apex-free checkpoints of Megatron's distributed optimizer, with correct Adam steps.
 
 Two upstream problems on hosts without Transformer Engine or Apex (Megatron-Core 0.19.2), both
-seen on an H200 with the tiny Llama (``tests/gpu/test_fast_path_gpu.py``):
+seen on an H200 with the tiny Llama (``benchmarks/resume_probe.py``) and reproduced on a CPU
+(``tests/backends/megatron_bridge/test_train_cpu.py``, with the real DistributedOptimizer):
 
 * **Resume crashes.** Loading a checkpoint builds the optimizer's sharded state dict from
   ``DistributedOptimizer.state_dict()`` before any step has run; its TE-free branch asserts that
   the (still empty) inner optimizer state holds exactly one step value, and fails. A placeholder
-  step of 0 in each parameter's state for the duration of that call lets it build the template;
-  the checkpoint's values replace the placeholder on load, and the state is left empty again.
+  step of 0 in each parameter's state for the duration of that call lets it build the template,
+  and the state is left empty again; the load below restores the checkpoint's step.
 * **Shared step counter.** ``DistributedOptimizer.load_state_dict`` then puts the *same* step
   tensor in every parameter's state. torch's AdamW (single-tensor, foreach or fused) adds 1 to it
   once per parameter at every step, so after a resume the counter runs ahead by a factor of the
-  parameter count and Adam's bias correction is wrong (``docs/reliability.md``). Giving each
-  parameter its own copy (same value, device and dtype) restores torch's semantics.
+  parameter count and Adam's bias correction is wrong (``docs/reliability.md``). Worse, with the
+  default ``dp_reshardable`` checkpoint format the same load then copies the *template's* step
+  (the placeholder above) over it from the bucket state, which holds no saved step. After the
+  load, each parameter gets its own step tensor set to the value the checkpoint's param groups
+  carry (the one Megatron itself reads), restoring torch's semantics.
 """
 
 from __future__ import annotations
@@ -24,10 +28,11 @@ from typing import Any
 import torch
 
 
-def own_step_counters(optimizer: torch.optim.Optimizer) -> int:
-    """Replace every step tensor that another parameter's state also holds by its own copy.
+def own_step_counters(optimizer: torch.optim.Optimizer, value: float | None = None) -> int:
+    """Give every parameter's Adam state its own step tensor; set them all to ``value`` if given.
 
-    Returns how many were replaced (0 when nothing was shared).
+    Without ``value``, only tensors another parameter's state also holds are copied. Returns how
+    many step tensors were replaced.
     """
     seen: set[int] = set()
     replaced = 0
@@ -37,11 +42,21 @@ def own_step_counters(optimizer: torch.optim.Optimizer) -> int:
             step = state.get("step") if state else None
             if not isinstance(step, torch.Tensor):
                 continue
-            if id(step) in seen:
+            if value is not None:
+                state["step"] = torch.full_like(step, value)
+                replaced += 1
+            elif id(step) in seen:
                 state["step"] = step.detach().clone()
                 replaced += 1
             seen.add(id(state["step"]))
     return replaced
+
+
+def saved_step(state_dict: Any) -> float | None:
+    """The step a distributed-optimizer state dict carries (TE-free: one value in its param groups)."""
+    groups = (state_dict.get("optimizer") or {}).get("param_groups") if isinstance(state_dict, dict) else None
+    steps = {group["step"] for group in groups or () if group.get("step") is not None}
+    return float(steps.pop()) if len(steps) == 1 else None
 
 
 def with_template_on_empty_state(state_dict: Callable[..., Any]) -> Callable[..., Any]:
@@ -77,7 +92,7 @@ def with_own_step_counters(load_state_dict: Callable[..., Any]) -> Callable[...,
         result = load_state_dict(self, *args, **kwargs)
         inner = getattr(self, "optimizer", None)
         if isinstance(inner, torch.optim.Optimizer):
-            own_step_counters(inner)
+            own_step_counters(inner, saved_step(args[0] if args else kwargs.get("state_dict")))
         return result
 
     wrapper._primus_own_steps = True  # type: ignore[attr-defined]
