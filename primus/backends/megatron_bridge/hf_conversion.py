@@ -253,19 +253,13 @@ def model_settings(env: EnvFacts, *, fp32: bool = False) -> dict[str, Any]:
 
 
 def apply_settings(provider: Any, settings: dict[str, Any], env: EnvFacts | None = None) -> None:
+    if env is not None and not env.has_te:
+        from primus.backends.megatron_bridge.patches.model_settings import check_layer_spec_without_te
+
+        check_layer_spec_without_te(provider, "--hf")
     for key, value in settings.items():
         if hasattr(provider, key):
             setattr(provider, key, value)
-    if env is not None and not env.has_te and getattr(provider, "layernorm_zero_centered_gamma", False):
-        from primus.core.environment import module_importable
-
-        if not module_importable("apex"):
-            raise PrimusUserError(
-                f"{type(provider).__name__} uses zero-centered (1 + weight) RMSNorm, which Megatron-Core "
-                "implements only with Transformer Engine or Apex; neither is installed here",
-                key="--hf",
-                hint="convert this model on a host with Transformer Engine (e.g. an NVIDIA NeMo container)",
-            )
 
 
 def load_megatron(ckpt_iter: Path, env: EnvFacts, *, fp32: bool = False) -> list:

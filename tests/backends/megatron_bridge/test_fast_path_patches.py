@@ -312,3 +312,38 @@ def test_step_counters_take_the_checkpoints_value_after_a_load():
     assert own_step_counters(opt, saved_step(state_dict)) == 2
     steps = [opt.state[p]["step"] for p in params]
     assert [float(s) for s in steps] == [10.0, 10.0] and steps[0] is not steps[1]
+
+
+@pytest.mark.parametrize("kind", ["RMSNorm", "LayerNorm"])
+def test_zero_centered_norm_applies_one_plus_weight_like_hf_gemma(kind):
+    """The TE/Apex-free zero-centred norm equals the plain norm with weight ``1 + w`` (the
+    arithmetic of Megatron-Core's Apex FusedLayerNorm), and for RMSNorm HF Gemma's own module."""
+    from types import SimpleNamespace
+
+    from primus.backends.megatron_bridge.patches.zero_centered_norm import TorchNormWithZeroCenteredGamma
+
+    config = SimpleNamespace(
+        layernorm_zero_centered_gamma=True,
+        normalization=kind,
+        persist_layer_norm=False,
+        sequence_parallel=False,
+        memory_efficient_layer_norm=False,
+    )
+    norm = TorchNormWithZeroCenteredGamma(config, 16, eps=1e-6)
+    assert torch.equal(norm.weight, torch.zeros(16))  # identity scale at init, like FusedLayerNorm
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(16))
+    x = torch.randn(3, 5, 16)
+    plain = torch.nn.RMSNorm(16, eps=1e-6) if kind == "RMSNorm" else torch.nn.LayerNorm(16, eps=1e-6)
+    with torch.no_grad():
+        plain.weight.copy_(norm.weight + 1)
+        if kind == "LayerNorm":
+            plain.bias.copy_(norm.bias)
+    torch.testing.assert_close(norm(x), plain(x), rtol=0, atol=1e-6)
+    if kind == "RMSNorm":
+        from transformers.models.gemma.modeling_gemma import GemmaRMSNorm
+
+        hf = GemmaRMSNorm(16, eps=1e-6)
+        with torch.no_grad():
+            hf.weight.copy_(norm.weight)
+        torch.testing.assert_close(norm(x), hf(x), rtol=0, atol=1e-6)

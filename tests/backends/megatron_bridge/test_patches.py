@@ -61,6 +61,7 @@ EXPECTED = {
     "megatron_bridge.deferred_grad_check": (False, True, False),
     "megatron_bridge.tokenizerless_export": (True, True, True),
     "megatron_bridge.distopt_te_free_checkpoint": (False, True, True),
+    "megatron_bridge.zero_centered_norm": (False, True, True),
 }
 
 
@@ -155,3 +156,14 @@ def test_cpu_runtime_redirects_and_restores():
         cpu_runtime.disable()
     assert torch.cuda.synchronize is original
     assert not cpu_runtime.enabled()
+
+
+@pytest.mark.megatron
+def test_te_free_model_refuses_layer_specs_built_from_te_layers(tmp_path):
+    """Swapping Gemma2's TE-built spec for the local one would silently drop its post-norms."""
+    from tests.conftest import run_cli
+
+    out = run_cli("train", "--recipe", "gemma2_2b", "--device", "cpu", "--run_dir", str(tmp_path / "run"))
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "Gemma2's layer spec fuses its post-attention / post-MLP norms into TE linear layers" in out.stderr
+    assert "Traceback" not in out.stderr and not (tmp_path / "run").exists()

@@ -118,3 +118,16 @@ def distopt_te_free_checkpoint(ctx: PatchContext) -> None:
     from primus.backends.megatron_bridge.patches import step_counters
 
     step_counters.install()
+
+
+@register_patch(
+    "megatron_bridge.zero_centered_norm",
+    backend=NAME,
+    phase="setup",
+    condition=TE_ABSENT & APEX_ABSENT,
+    description="zero-centred (1 + weight) RMSNorm/LayerNorm in the local spec, so Gemma-family models build without TE/Apex",
+)
+def zero_centered_norm(ctx: PatchContext) -> None:
+    from primus.backends.megatron_bridge.patches import zero_centered_norm as norms
+
+    norms.install()

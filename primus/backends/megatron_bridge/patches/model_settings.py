@@ -11,6 +11,7 @@ from typing import Any
 from primus.backends.megatron_bridge import NAME
 from primus.backends.megatron_bridge.config_tree import set_path
 from primus.backends.megatron_bridge.patches.conditions import ON_CPU, TE_ABSENT
+from primus.core.errors import PrimusUserError
 from primus.core.patches import PatchContext, register_patch
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,25 @@ def _set(ctx: PatchContext, path: str, value: Any, patch_id: str) -> None:
     set_path(ctx.native_config.container, path, value, _source(patch_id), ctx.native_config.provenance)
 
 
+#: Providers whose own layer spec is built from Transformer Engine layers: the local spec would
+#: silently drop their extra norms (measured for Gemma2: 4 post-norm weights were never imported).
+TE_ONLY_LAYER_SPECS: dict[str, str] = {
+    "Gemma2ModelProvider": "Gemma2's layer spec fuses its post-attention / post-MLP norms into TE linear layers",
+    "Gemma3ModelProvider": "Gemma3's layer spec fuses its post-attention / post-MLP norms into TE linear layers",
+}
+
+
+def check_layer_spec_without_te(provider: object, key: str) -> None:
+    """Refuse providers whose layer spec exists only with Transformer Engine (one line, with a fix)."""
+    for cls in type(provider).__mro__:
+        if cls.__name__ in TE_ONLY_LAYER_SPECS:
+            raise PrimusUserError(
+                f"{TE_ONLY_LAYER_SPECS[cls.__name__]}, and Transformer Engine is not installed here",
+                key=key,
+                hint="use a host with Transformer Engine (e.g. an NVIDIA NeMo container)",
+            )
+
+
 @register_patch(
     "megatron_bridge.te_free_model",
     backend=NAME,
@@ -70,6 +90,7 @@ def te_free_model(ctx: PatchContext) -> None:
 
     patch_id = "megatron_bridge.te_free_model"
     model = ctx.native_config.container.model
+    check_layer_spec_without_te(model, "model")
     if hasattr(model, "transformer_layer_spec"):
         model.transformer_layer_spec = local_layer_spec
     for key, value in TE_FREE_MODEL_SETTINGS.items():
