@@ -125,14 +125,21 @@ def test_dry_run_writes_nothing_and_shows_sources(tmp_path):
     assert not run_dir.exists()
 
 
-def _train_with_distributed_optimizer(
-    run_dir: Path, *extra: str, patches: str = ""
-) -> subprocess.CompletedProcess:
+def _train_with_distributed_optimizer(run_dir: Path, *extra: str) -> subprocess.Popen:
     script = Path(__file__).with_name("distributed_optimizer_on_cpu.py")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PRIMUS_PATCHES": patches}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PRIMUS_PATCHES": ""}
     cmd = [sys.executable, str(script), "--config", str(TINY), "--run_dir", str(run_dir), "--device", "cpu"]
     cmd += ["train.train_iters=8", "checkpoint.save_interval=4", *extra]
-    return subprocess.run(cmd, cwd=run_dir.parent, env=env, capture_output=True, text=True, timeout=600)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        cmd, cwd=run_dir.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _finish(proc: subprocess.Popen) -> tuple[str, str]:
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr[-3000:]
+    return stdout, stderr
 
 
 def test_resume_with_megatrons_distributed_optimizer_repeats_the_uninterrupted_losses(tmp_path):
@@ -140,15 +147,17 @@ def test_resume_with_megatrons_distributed_optimizer_repeats_the_uninterrupted_l
     unpatched, a resume crashes (``assert len(steps) == 1`` on the empty optimizer state) and,
     past that, restarts Adam's step counters from the template; patched
     (``megatron_bridge.distopt_te_free_checkpoint``) it repeats the uninterrupted losses."""
-    full = _train_with_distributed_optimizer(tmp_path / "full")
-    assert full.returncode == 0, full.stderr[-3000:]
-    assert "use_distributed_optimizer: True" in full.stdout  # Bridge's optimizer summary
     run_dir = tmp_path / "resumed"
-    first = _train_with_distributed_optimizer(run_dir, "train.exit_interval=4")
-    assert first.returncode == 0, first.stderr[-3000:]
-    second = _train_with_distributed_optimizer(run_dir, "--resume")
-    assert second.returncode == 0, second.stderr[-3000:]
-    assert "patch megatron_bridge.distopt_te_free_checkpoint applied" in second.stderr
+    # the uninterrupted run and the first half run side by side (one core each)
+    full, first = (
+        _train_with_distributed_optimizer(tmp_path / "full"),
+        _train_with_distributed_optimizer(run_dir, "train.exit_interval=4"),
+    )
+    full_stdout, _ = _finish(full)
+    _finish(first)
+    assert "use_distributed_optimizer: True" in full_stdout  # Bridge's optimizer summary
+    _, second_stderr = _finish(_train_with_distributed_optimizer(run_dir, "--resume"))
+    assert "patch megatron_bridge.distopt_te_free_checkpoint applied" in second_stderr
     resumed, uninterrupted = read_metrics(run_dir), read_metrics(tmp_path / "full")
     assert sorted(resumed) == list(range(1, 9))
     for it in range(5, 9):
