@@ -112,7 +112,7 @@ def cpu_execution(ctx: PatchContext) -> None:
     backend=NAME,
     phase="setup",
     condition=TE_ABSENT & APEX_ABSENT,
-    description="distributed optimizer without TE/Apex: resume no longer asserts on the empty state; one Adam step counter per parameter",
+    description="distributed optimizer without TE/Apex: resume no longer asserts on the empty state; Adam step counters restored from the checkpoint",
 )
 def distopt_te_free_checkpoint(ctx: PatchContext) -> None:
     from primus.backends.megatron_bridge.patches import step_counters
@@ -125,7 +125,7 @@ def distopt_te_free_checkpoint(ctx: PatchContext) -> None:
     backend=NAME,
     phase="setup",
     condition=TE_ABSENT & APEX_ABSENT,
-    description="zero-centred (1 + weight) RMSNorm/LayerNorm in the local spec, so Gemma-family models build without TE/Apex",
+    description="zero-centred (1 + weight) RMSNorm/LayerNorm in the local spec, so Gemma builds without TE/Apex",
 )
 def zero_centered_norm(ctx: PatchContext) -> None:
     from primus.backends.megatron_bridge.patches import zero_centered_norm as norms
