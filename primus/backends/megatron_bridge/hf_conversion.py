@@ -252,8 +252,8 @@ def model_settings(env: EnvFacts, *, fp32: bool = False) -> dict[str, Any]:
     return settings
 
 
-def apply_settings(provider: Any, settings: dict[str, Any], env: EnvFacts | None = None) -> None:
-    if env is not None and not env.has_te:
+def apply_settings(provider: Any, settings: dict[str, Any]) -> None:
+    if "transformer_layer_spec" in settings:  # the TE-free local spec replaces the provider's
         from primus.backends.megatron_bridge.patches.model_settings import check_layer_spec_without_te
 
         check_layer_spec_without_te(provider, "--hf")
@@ -319,7 +319,7 @@ def import_hf(
         bridge = AutoBridge.from_hf_pretrained(str(hf_dir), trust_remote_code=trust_remote_code)
         provider = bridge.to_megatron_provider(load_weights=True)
         provider.tensor_model_parallel_size, provider.pipeline_model_parallel_size = tp, pp
-        apply_settings(provider, model_settings(env), env)
+        apply_settings(provider, model_settings(env))
         provider.finalize()
         logger.info("converting %s (%s) to Megatron on %s", hf_dir, arch, env.device)
         # on GPUs the weights must live there: Bridge scatters tensor-parallel shards over NCCL

@@ -192,30 +192,12 @@ def test_deferred_grad_check_still_stops_on_nan_at_the_end_of_backward(tmp_path)
     assert lines["after"] == lines["before"]
 
 
-def test_fused_adam_resumes_from_a_megatron_style_state_with_one_shared_step_tensor():
-    """Megatron's TE-free DistributedOptimizer.load_state_dict puts one step tensor in every
-    parameter's state; each parameter must still count its own steps afterwards."""
-    torch.manual_seed(0)
-    params = [torch.nn.Parameter(torch.randn(4)) for _ in range(3)]
-    opt = torch.optim.AdamW(params, lr=0.1)
-    assert use_fused_adam(opt)
-
-    def step():
-        for p in params:
+def _step_all(opt: torch.optim.Optimizer) -> None:
+    """One optimizer step with a gradient of ones on every parameter."""
+    for group in opt.param_groups:
+        for p in group["params"]:
             p.grad = torch.ones_like(p)
-        opt.step()
-
-    for _ in range(3):
-        step()
-    saved = opt.state_dict()
-    shared = torch.tensor(3.0)
-    for s in saved["state"].values():
-        s["step"] = shared  # what megatron.core.optimizer.distrib_optimizer does on load
-    opt.load_state_dict(saved)
-    assert all(g["fused"] for g in opt.param_groups)
-    step()
-    steps = [opt.state[p]["step"] for p in params]
-    assert len({id(t) for t in steps}) == 3 and [float(t) for t in steps] == [4.0, 4.0, 4.0]
+    opt.step()
 
 
 def _load_with_one_shared_step(opt: torch.optim.Optimizer, value: float) -> None:
@@ -227,22 +209,32 @@ def _load_with_one_shared_step(opt: torch.optim.Optimizer, value: float) -> None
     opt.load_state_dict(saved)
 
 
+def test_fused_adam_resumes_from_a_megatron_style_state_with_one_shared_step_tensor():
+    """Megatron's TE-free DistributedOptimizer.load_state_dict puts one step tensor in every
+    parameter's state; each parameter must still count its own steps afterwards."""
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(4)) for _ in range(3)]
+    opt = torch.optim.AdamW(params, lr=0.1)
+    assert use_fused_adam(opt)
+    for _ in range(3):
+        _step_all(opt)
+    _load_with_one_shared_step(opt, 3.0)
+    assert all(g["fused"] for g in opt.param_groups)
+    _step_all(opt)
+    steps = [opt.state[p]["step"] for p in params]
+    assert len({id(t) for t in steps}) == 3 and [float(t) for t in steps] == [4.0, 4.0, 4.0]
+
+
 @pytest.mark.parametrize("fix", [False, True])
 def test_shared_step_counter_runs_ahead_unless_each_parameter_gets_its_own(fix):
     params = [torch.nn.Parameter(torch.randn(4)) for _ in range(3)]
     opt = torch.optim.AdamW(params, lr=0.1, foreach=True)  # Megatron's TE-free default
-
-    def step():
-        for p in params:
-            p.grad = torch.ones_like(p)
-        opt.step()
-
     for _ in range(3):
-        step()
+        _step_all(opt)
     _load_with_one_shared_step(opt, 3.0)
     if fix:
         assert own_step_counters(opt) == 2  # the other two parameters held the first one's tensor
-    step()
+    _step_all(opt)
     counters = [float(opt.state[p]["step"]) for p in params]
     # without the fix the shared counter is bumped once per parameter: 3 + 3 = 6
     assert counters == ([4.0] * 3 if fix else [6.0] * 3)
@@ -302,9 +294,7 @@ def test_step_counters_take_the_checkpoints_value_after_a_load():
 
     params = [torch.nn.Parameter(torch.randn(4)) for _ in range(2)]
     opt = torch.optim.AdamW(params)
-    for p in params:
-        p.grad = torch.ones_like(p)
-    opt.step()
+    _step_all(opt)
     state_dict = {"optimizer": {"param_groups": [{"step": 10.0}, {"step": 10.0}]}}
     assert saved_step(state_dict) == 10.0
     assert saved_step({"optimizer": {"param_groups": [{"lr": 1.0}]}}) is None

@@ -95,7 +95,7 @@ def use_fused_adam(optimizer: torch.optim.Optimizer) -> bool:
     def load_state_dict(state_dict: dict) -> None:
         load(state_dict)
         _set_fused(optimizer)
-        _own_step_counters(optimizer)
+        _steps_on_param_devices(optimizer)
 
     optimizer.load_state_dict = load_state_dict  # type: ignore[method-assign]
     return True
@@ -107,12 +107,12 @@ def _set_fused(optimizer: torch.optim.Optimizer) -> None:
         group["foreach"] = False
 
 
-def _own_step_counters(optimizer: torch.optim.Optimizer) -> None:
+def _steps_on_param_devices(optimizer: torch.optim.Optimizer) -> None:
     """One step counter per parameter, on the parameter's device (what the fused kernel updates).
 
-    Megatron's TE-free ``DistributedOptimizer.load_state_dict`` gives every parameter the *same*
-    step tensor; a fused (or foreach) step then adds 1 to it once per parameter, and the next
-    checkpoint's "all steps equal" assertion fails (seen on an H200 when resuming).
+    A state loaded from a foreach (or Megatron-shared) checkpoint keeps its step tensors on the
+    CPU and may share one tensor between parameters; the fused kernel needs each on the device.
+    (Megatron's distributed optimizer, which never runs fused, is handled by ``step_counters``.)
     """
     for group in optimizer.param_groups:
         for p in group["params"]:
