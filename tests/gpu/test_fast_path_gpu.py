@@ -112,3 +112,28 @@ def test_resume_with_the_fast_path_repeats_the_uninterrupted_losses(tmp_path):
     diffs = [abs(a - b) / a for a, b in zip(uninterrupted[10:], resumed[10:], strict=True)]
     _record("resume_max_rel_diff_steps_11_20", max(diffs))
     assert max(diffs) < 1e-3, diffs
+
+
+def test_wgrad_kernel_accumulates_bf16_gradients_into_fp32_main_grad_on_cuda():
+    """torch.addmm(out_dtype=float32, out=main_grad): one GEMM, fp32 accumulation, in place."""
+    import torch
+
+    from primus.backends.megatron_bridge.patches.wgrad_fusion import wgrad_gemm_accum_fp32
+
+    g = torch.Generator(device="cuda").manual_seed(0)
+    x = torch.randn(8192, 2048, device="cuda", generator=g, dtype=torch.bfloat16)
+    dy = torch.randn(8192, 512, device="cuda", generator=g, dtype=torch.bfloat16)
+    start = torch.randn(512, 2048, device="cuda", generator=g)
+    expected = start.double() + dy.double().t() @ x.double()
+    scale = expected.abs().max().item()
+    main_grad = start.clone()
+    pointer = main_grad.data_ptr()
+    wgrad_gemm_accum_fp32(x, dy, main_grad)
+    assert main_grad.dtype == torch.float32 and main_grad.data_ptr() == pointer
+    fused_error = (main_grad.double() - expected).abs().max().item() / scale
+    # what Megatron does without the fusion: a bf16 weight gradient, then main_grad.add_()
+    unfused_error = (start + (dy.t() @ x)).double().sub(expected).abs().max().item() / scale
+    _record("wgrad_kernel_rel_error", {"fused": fused_error, "unfused_bf16_then_add": unfused_error})
+    # H200, torch 2.11: 1.03e-5 of the largest entry fused (cuBLAS's fp32 summation order over
+    # 8192 tokens), 2.2e-3 unfused (the bf16 rounding of the product)
+    assert fused_error < 5e-5 and fused_error < unfused_error / 20, (fused_error, unfused_error)

@@ -250,3 +250,37 @@ def test_preflight_checkpoint_shape_mismatch(tmp_path):
         f"model.num_layers (cli): the checkpoint in {ckpt} (iteration 10) has num_layers=4, this config 2; "
         "resume with the model shape the checkpoint was saved with, or start a new run_dir"
     ]
+
+
+@pytest.mark.parametrize("user_value", [None, "false", "true"])
+def test_wgrad_fusion_patch_turns_the_fusion_on_without_te_unless_the_user_turned_it_off(
+    monkeypatch, user_value
+):
+    from megatron.core.tensor_parallel import layers
+
+    # the patch installs torch's kernel into Megatron's linear layers: undone after the test
+    monkeypatch.setattr(layers, "_grad_accum_fusion_available", False)
+    monkeypatch.setattr(layers, "fused_weight_gradient_mlp_cuda", None, raising=False)
+    overrides = MODEL + ([f"model.gradient_accumulation_fusion={user_value}"] if user_value else [])
+    built = build(overrides, GPU_WITHOUT_TE)
+    run_patches("build_args", PatchContext(backend=NAME, env=GPU_WITHOUT_TE, native_config=built))
+    source = built.view().source_of("model.gradient_accumulation_fusion")
+    if user_value == "false":
+        assert built.container.model.gradient_accumulation_fusion is False and source == "cli"
+        assert layers._grad_accum_fusion_available is False
+    else:
+        assert built.container.model.gradient_accumulation_fusion is True
+        assert source == "patch:megatron_bridge.wgrad_accumulation_fusion"
+        assert layers._grad_accum_fusion_available is True
+        assert layers.fused_weight_gradient_mlp_cuda.wgrad_gemm_accum_fp32.__module__.endswith("wgrad_fusion")
+
+
+@pytest.mark.parametrize("excluded", ["ddp.use_megatron_fsdp=true", "model.restore_modelopt_state=true"])
+def test_wgrad_fusion_patch_stays_off_where_megatron_cannot_use_it(monkeypatch, excluded):
+    from megatron.core.tensor_parallel import layers
+
+    monkeypatch.setattr(layers, "_grad_accum_fusion_available", False)
+    built = build([*MODEL, excluded], GPU_WITHOUT_TE)
+    run_patches("build_args", PatchContext(backend=NAME, env=GPU_WITHOUT_TE, native_config=built))
+    assert built.container.model.gradient_accumulation_fusion is False
+    assert layers._grad_accum_fusion_available is False

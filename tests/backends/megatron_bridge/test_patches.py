@@ -59,6 +59,7 @@ EXPECTED = {
     "megatron_bridge.fused_adam": (False, True, False),
     "megatron_bridge.compiled_rope": (False, True, False),
     "megatron_bridge.deferred_grad_check": (False, True, False),
+    "megatron_bridge.wgrad_accumulation_fusion": (False, True, False),
     "megatron_bridge.tokenizerless_export": (True, True, True),
     "megatron_bridge.distopt_te_free_checkpoint": (False, True, True),
     "megatron_bridge.zero_centered_norm": (False, True, True),

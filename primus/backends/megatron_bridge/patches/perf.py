@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from primus.backends.megatron_bridge import NAME
+from primus.backends.megatron_bridge.config_tree import set_path
 from primus.backends.megatron_bridge.patches.conditions import APEX_ABSENT, TE_ABSENT
 from primus.core.patches import Condition, PatchContext, register_patch
 
@@ -37,6 +38,39 @@ def sdpa_attention(ctx: PatchContext) -> None:
         return
     model.transformer_layer_spec = with_sdpa_core_attention(model.transformer_layer_spec)
     built.provenance.record("model.transformer_layer_spec", "patch:megatron_bridge.sdpa_attention")
+
+
+#: Settings under which Megatron bypasses or refuses gradient_accumulation_fusion: path -> why.
+WGRAD_FUSION_EXCLUSIONS: dict[str, str] = {
+    "ddp.use_megatron_fsdp": "Megatron-FSDP's branch of the linear backward needs TE's GEMM",
+    "model.restore_modelopt_state": "Bridge refuses the fusion for ModelOpt / quantized models",
+}
+
+
+@register_patch(
+    "megatron_bridge.wgrad_accumulation_fusion",
+    backend=NAME,
+    phase="build_args",
+    condition=ON_CUDA & TE_ABSENT,
+    kind="perf",
+    description="weight-gradient GEMMs accumulate into the fp32 main_grad (torch.addmm out_dtype) instead of bf16 grad + add_",
+)
+def wgrad_accumulation_fusion(ctx: PatchContext) -> None:
+    from primus.backends.megatron_bridge.patches.wgrad_fusion import install_wgrad_accumulation
+
+    path = "model.gradient_accumulation_fusion"
+    built = ctx.native_config
+    source = built.provenance.sources.get(path, "")
+    if source and not source.startswith("patch:") and not built.container.model.gradient_accumulation_fusion:
+        logger.info("wgrad_accumulation_fusion: %s=false set by %s is kept", path, source)
+        return
+    for excluded, why in WGRAD_FUSION_EXCLUSIONS.items():
+        section, _, key = excluded.partition(".")
+        if getattr(getattr(built.container, section, None), key, False):
+            logger.warning("wgrad_accumulation_fusion: not applied with %s (%s)", excluded, why)
+            return
+    install_wgrad_accumulation()
+    set_path(built.container, path, True, "patch:megatron_bridge.wgrad_accumulation_fusion", built.provenance)
 
 
 @register_patch(
