@@ -275,7 +275,14 @@ def test_wgrad_fusion_patch_turns_the_fusion_on_without_te_unless_the_user_turne
         assert layers.fused_weight_gradient_mlp_cuda.wgrad_gemm_accum_fp32.__module__.endswith("wgrad_fusion")
 
 
-@pytest.mark.parametrize("excluded", ["ddp.use_megatron_fsdp=true", "model.restore_modelopt_state=true"])
+@pytest.mark.parametrize(
+    "excluded",
+    [
+        "ddp.use_megatron_fsdp=true",
+        "model.restore_modelopt_state=true",
+        "model.defer_embedding_wgrad_compute=true",
+    ],
+)
 def test_wgrad_fusion_patch_stays_off_where_megatron_cannot_use_it(monkeypatch, excluded):
     from megatron.core.tensor_parallel import layers
 
