@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from primus.backends.megatron_bridge.patches.wgrad_fusion import (
+    APEX_MODULE_ATTR,
     TORCH_WGRAD_ACCUMULATION,
     install_wgrad_accumulation,
     wgrad_gemm_accum_fp16,
@@ -16,21 +17,13 @@ pytestmark = pytest.mark.megatron
 
 
 @pytest.fixture
-def megatron_layers():
-    """Megatron's linear-layer module, with its Apex-extension globals restored afterwards."""
+def megatron_layers(monkeypatch):
+    """Megatron's linear-layer module; the Apex-extension globals the patch sets are undone after."""
     from megatron.core.tensor_parallel import layers
 
-    available, had_module = (
-        layers._grad_accum_fusion_available,
-        hasattr(layers, "fused_weight_gradient_mlp_cuda"),
-    )
-    module = getattr(layers, "fused_weight_gradient_mlp_cuda", None)
-    yield layers
-    layers._grad_accum_fusion_available = available
-    if had_module:
-        layers.fused_weight_gradient_mlp_cuda = module
-    elif hasattr(layers, "fused_weight_gradient_mlp_cuda"):
-        del layers.fused_weight_gradient_mlp_cuda
+    monkeypatch.setattr(layers, "_grad_accum_fusion_available", layers._grad_accum_fusion_available)
+    monkeypatch.setattr(layers, APEX_MODULE_ATTR, getattr(layers, APEX_MODULE_ATTR, None), raising=False)
+    return layers
 
 
 def _activations(dtype: torch.dtype, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,18 +49,19 @@ def test_fp16_kernel_accumulates_in_the_buffers_dtype():
     torch.testing.assert_close(main_grad.float(), 2 * (dy.float().t() @ x.float()), rtol=2e-2, atol=5e-2)
 
 
-def test_megatrons_linear_backward_accumulates_micro_batches_into_main_grad(megatron_layers):
-    """Two micro-batches through Megatron's real autograd function: main_grad holds their sum, no .grad."""
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_megatrons_linear_backward_accumulates_micro_batches_into_main_grad(megatron_layers, dtype):
+    """Two micro-batches through Megatron's real autograd function: main_grad (fp32) holds their sum."""
     assert install_wgrad_accumulation()
     assert megatron_layers.fused_weight_gradient_mlp_cuda is TORCH_WGRAD_ACCUMULATION
     assert install_wgrad_accumulation()  # idempotent
     linear = megatron_layers.linear_with_grad_accumulation_and_async_allreduce
 
-    weight = torch.randn(8, 16, generator=torch.Generator().manual_seed(1)).requires_grad_()
+    weight = torch.randn(8, 16, generator=torch.Generator().manual_seed(1)).to(dtype).requires_grad_()
     weight.main_grad = torch.zeros(8, 16)
     reference = torch.zeros(8, 16, dtype=torch.float64)
     for seed in (2, 3):
-        x, dy = _activations(torch.float32, seed)
+        x, dy = _activations(dtype, seed)
         x.requires_grad_()
         out = linear(
             x, weight, None, gradient_accumulation_fusion=True, allreduce_dgrad=False, sequence_parallel=False
@@ -81,20 +75,16 @@ def test_megatrons_linear_backward_accumulates_micro_batches_into_main_grad(mega
 
 def test_megatrons_linear_layers_accept_the_fusion_once_installed(megatron_layers):
     """ColumnParallelLinear refuses gradient_accumulation_fusion without Apex; with the patch it builds."""
-    from megatron.core import parallel_state
     from megatron.core.model_parallel_config import ModelParallelConfig
 
-    if parallel_state.model_parallel_is_initialized():
-        pytest.skip("a model-parallel state from another test is active")
     megatron_layers._grad_accum_fusion_available = False
     config = ModelParallelConfig(gradient_accumulation_fusion=True, use_cpu_initialization=True)
-    tp_group = None
     with pytest.raises(RuntimeError, match="fused_weight_gradient_mlp_cuda"):
         megatron_layers.ColumnParallelLinear(
-            16, 8, config=config, init_method=torch.nn.init.zeros_, tp_group=tp_group
+            16, 8, config=config, init_method=torch.nn.init.zeros_, tp_group=None
         )
     install_wgrad_accumulation()
     layer = megatron_layers.ColumnParallelLinear(
-        16, 8, config=config, init_method=torch.nn.init.zeros_, tp_group=tp_group
+        16, 8, config=config, init_method=torch.nn.init.zeros_, tp_group=None
     )
     assert layer.gradient_accumulation_fusion
