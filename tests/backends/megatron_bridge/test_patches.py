@@ -168,3 +168,8 @@ def test_te_free_model_refuses_layer_specs_built_from_te_layers(tmp_path):
     assert out.returncode == 2, out.stderr[-2000:]
     assert "Gemma2's layer spec fuses its post-attention / post-MLP norms into TE linear layers" in out.stderr
     assert "Traceback" not in out.stderr and not (tmp_path / "run").exists()
+
+
+def test_every_patch_is_documented_in_the_backend_readme():
+    text = (REPO / "primus/backends/megatron_bridge/README.md").read_text()
+    assert [pid for pid in PATCHES.ids(NAME) if f"`{pid}`" not in text] == []
