@@ -51,12 +51,9 @@ CPU_SETTINGS: dict[str, Any] = {
 }
 
 
-def _source(patch_id: str) -> str:
-    return f"patch:{patch_id}"
-
-
-def _set(ctx: PatchContext, path: str, value: Any, patch_id: str) -> None:
-    set_path(ctx.native_config.container, path, value, _source(patch_id), ctx.native_config.provenance)
+def set_by_patch(ctx: PatchContext, path: str, value: Any, patch_id: str) -> None:
+    """Set one dotted path of the built config, recorded as ``patch:<id>`` in its provenance."""
+    set_path(ctx.native_config.container, path, value, f"patch:{patch_id}", ctx.native_config.provenance)
 
 
 #: Providers whose own layer spec is built from Transformer Engine layers: the local spec would
@@ -95,13 +92,13 @@ def te_free_model(ctx: PatchContext) -> None:
         model.transformer_layer_spec = local_layer_spec
     for key, value in TE_FREE_MODEL_SETTINGS.items():
         if hasattr(model, key) and getattr(model, key) != value:
-            _set(ctx, f"model.{key}", value, patch_id)
+            set_by_patch(ctx, f"model.{key}", value, patch_id)
     from megatron.core.transformer.enums import AttnBackend
 
     # Providers may ask for flash / fused attention, which are TE kernels. `auto`, not `local`:
     # the provider forces DotProductAttention into the spec when the backend is `local`.
     if getattr(model, "attention_backend", None) in (AttnBackend.flash, AttnBackend.fused):
-        _set(ctx, "model.attention_backend", AttnBackend.auto, patch_id)
+        set_by_patch(ctx, "model.attention_backend", AttnBackend.auto, patch_id)
 
 
 @register_patch(
@@ -119,8 +116,8 @@ def cpu_training_config(ctx: PatchContext) -> None:
     for path, value in CPU_SETTINGS.items():
         section, _, key = path.partition(".")
         if hasattr(getattr(container, section), key):
-            _set(ctx, path, value, patch_id)
+            set_by_patch(ctx, path, value, patch_id)
     if container.mixed_precision is not None:
-        _set(ctx, "mixed_precision", None, patch_id)
-    _set(ctx, "model.params_dtype", torch.float32, patch_id)
-    _set(ctx, "model.pipeline_dtype", None, patch_id)
+        set_by_patch(ctx, "mixed_precision", None, patch_id)
+    set_by_patch(ctx, "model.params_dtype", torch.float32, patch_id)
+    set_by_patch(ctx, "model.pipeline_dtype", None, patch_id)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 
 from primus.backends.megatron_bridge import NAME
-from primus.backends.megatron_bridge.config_tree import set_path
 from primus.backends.megatron_bridge.patches.conditions import APEX_ABSENT, TE_ABSENT
+from primus.backends.megatron_bridge.patches.model_settings import set_by_patch
 from primus.core.patches import Condition, PatchContext, register_patch
 
 logger = logging.getLogger(__name__)
@@ -61,9 +61,8 @@ def wgrad_accumulation_fusion(ctx: PatchContext) -> None:
 
     path = "model.gradient_accumulation_fusion"
     built = ctx.native_config
-    source = built.provenance.sources.get(path, "")
-    if source and not source.startswith("patch:") and not built.container.model.gradient_accumulation_fusion:
-        logger.info("wgrad_accumulation_fusion: %s=false set by %s is kept", path, source)
+    if built.user.has(path) and not built.user.get(path):
+        logger.info("wgrad_accumulation_fusion: %s=false set by %s is kept", path, built.user.source_of(path))
         return
     for excluded, why in WGRAD_FUSION_EXCLUSIONS.items():
         section, _, key = excluded.partition(".")
@@ -71,7 +70,7 @@ def wgrad_accumulation_fusion(ctx: PatchContext) -> None:
             logger.warning("wgrad_accumulation_fusion: not applied with %s (%s)", excluded, why)
             return
     install_wgrad_accumulation()
-    set_path(built.container, path, True, "patch:megatron_bridge.wgrad_accumulation_fusion", built.provenance)
+    set_by_patch(ctx, path, True, "megatron_bridge.wgrad_accumulation_fusion")
 
 
 @register_patch(
