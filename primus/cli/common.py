@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from primus.core.config.overrides import is_override
+from primus.core.config.overrides import is_override, missing_equals
 from primus.core.errors import PrimusUserError, RunPreempted
 from primus.core.logging_setup import setup_logging
 
@@ -161,6 +161,7 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpar
     """Parse options; the remaining ``key=value`` / ``~key`` tokens become ``args.overrides``.
 
     Overrides may stand anywhere, also after a multi-value option such as ``--data_path``.
+    ``section.key value`` (no ``=``) is refused with the override it was meant to be.
     """
     args, extras = parser.parse_known_args(argv)
     overrides = []
@@ -169,6 +170,11 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpar
         if values:
             setattr(args, name, [v for v in values if not is_override(v)] or None)
             overrides += [v for v in values if is_override(v)]
+    typos = missing_equals(extras)
+    if typos:  # one line, as the user errors are: `section.key value` is an override without `=`
+        typed = ", ".join(repr(t) for t, _ in typos)
+        meant = " ".join(m for _, m in typos)
+        parser.exit(2, f"primus: error: {typed}: overrides are key=value (write {meant})\n")
     unknown = [e for e in extras if not is_override(e)]
     if unknown:
         parser.error("unrecognized arguments: " + " ".join(unknown))

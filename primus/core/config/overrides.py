@@ -17,6 +17,29 @@ def is_override(token: str) -> bool:
     return not token.startswith("-") and ("=" in token or token.startswith("~"))
 
 
+def _is_dotted_key(token: str) -> bool:
+    key = token.removeprefix("+")
+    return "." in key and bool(_KEY.match(key))
+
+
+def missing_equals(tokens: list[str]) -> list[tuple[str, str]]:
+    """``(as typed, as meant)`` for each ``section.key value`` written without ``=``.
+
+    A dotted key among the leftover tokens takes the next token as its value when that one is
+    neither an option, an override nor another dotted key.
+    """
+    found = []
+    for i, token in enumerate(tokens):
+        if token.startswith("-") or is_override(token) or not _is_dotted_key(token):
+            continue
+        after = tokens[i + 1] if i + 1 < len(tokens) else None
+        if after is None or after.startswith("-") or is_override(after) or _is_dotted_key(after):
+            found.append((token, f"{token}=VALUE"))
+        else:
+            found.append((f"{token} {after}", f"{token}={after}"))
+    return found
+
+
 def apply_overrides(cfg: ResolvedConfig, overrides: Iterable[str], problems: ProblemCollector) -> None:
     for raw in overrides:
         if raw.startswith("~"):
