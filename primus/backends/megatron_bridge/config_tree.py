@@ -1,8 +1,9 @@
 """Megatron-Bridge ``ConfigContainer`` <-> Primus config tree, strictly and with provenance.
 
 * :func:`apply_section` writes user values onto the container's dataclasses: unknown keys are
-  problems with the closest valid key, types are checked, strings become ``torch.dtype`` /
-  enums / activation functions, and ``_target_`` instantiation is refused.
+  problems with the closest valid key (or, for a known alias such as ``learning_rate``, the
+  Megatron name), types are checked, strings become ``torch.dtype`` / enums / activation
+  functions, and ``_target_`` instantiation is refused.
 * :class:`Provenance` remembers where each leaf came from (recipe, file:line, cli, derived,
   patch) and :meth:`Provenance.view` renders the container as a :class:`ResolvedConfig`.
 """
@@ -13,8 +14,9 @@ import dataclasses
 import enum
 from typing import Any
 
+from primus.core.config.aliases import unknown_key_hint
 from primus.core.config.resolved import ResolvedConfig
-from primus.core.errors import ProblemCollector, did_you_mean
+from primus.core.errors import ProblemCollector
 
 _PLAIN = (bool, int, float, str, type(None))
 
@@ -162,7 +164,9 @@ def apply_section(
                 object.__setattr__(target, key, value)
                 provenance.record(path, source)
             else:
-                problems.add("unknown key", key=path, source=source, hint=did_you_mean(key, valid))
+                problems.add(
+                    "unknown key", key=path, source=source, hint=unknown_key_hint(key, valid, prefix)
+                )
             continue
         current = getattr(target, key)
         if dataclasses.is_dataclass(current) and isinstance(value, dict) and "_target_" not in value:
