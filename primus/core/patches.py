@@ -43,12 +43,19 @@ class Condition:
 
     check: Callable[[PatchContext], bool]
     text: str
+    #: the conditions an ``a & b`` is made of (empty for a single condition)
+    parts: tuple[Condition, ...] = ()
 
     def __call__(self, ctx: PatchContext) -> bool:
         return bool(self.check(ctx))
 
     def __and__(self, other: Condition) -> Condition:
-        return Condition(lambda ctx: self(ctx) and other(ctx), f"{self.text} and {other.text}")
+        parts = (*(self.parts or (self,)), *(other.parts or (other,)))
+        return Condition(lambda ctx: self(ctx) and other(ctx), f"{self.text} and {other.text}", parts)
+
+    def unmet(self, ctx: PatchContext) -> str | None:
+        """The text of the first part that does not hold here, or None when all hold."""
+        return next((c.text for c in self.parts or (self,) if not c(ctx)), None)
 
     def __invert__(self) -> Condition:
         return Condition(lambda ctx: not self(ctx), f"not ({self.text})")

@@ -7,6 +7,7 @@ import pytest
 
 from primus.core.config.aliases import KEY_ALIASES, alias_targets, unknown_key_hint
 from primus.core.config.overrides import missing_equals
+from primus.core.patches import Condition, PatchContext
 
 
 def test_missing_equals_pairs_a_dotted_key_with_its_value():
@@ -70,3 +71,27 @@ def test_dry_run_suggests_the_megatron_name_of_an_alias(cli):
     assert "optimizer.learning_rate (cli): unknown key; did you mean 'optimizer.lr'?" in out.stderr
     assert "train.max_steps (cli): unknown key; did you mean 'train.train_iters'?" in out.stderr
     assert "model.n_layers (cli): unknown key; did you mean 'model.num_layers'?" in out.stderr
+
+
+def test_condition_names_the_part_that_does_not_hold():
+    cuda = Condition(lambda ctx: ctx.env.device == "cuda", "training on CUDA")
+    no_te = Condition(lambda ctx: not ctx.env.has_te, "Transformer Engine absent")
+    from primus.core.environment import EnvFacts
+
+    ctx = PatchContext("b", EnvFacts(has_cuda=False, device="cpu"))
+    assert (cuda & no_te).unmet(ctx) == "training on CUDA" and (no_te & cuda).unmet(ctx) == "training on CUDA"
+    assert no_te.unmet(ctx) is None and (cuda & no_te).parts == (cuda, no_te)
+
+
+@pytest.mark.megatron  # the prebuilt-helpers condition imports Megatron-Core
+def test_patches_list_marks_what_applies_here(cli):
+    out = cli("patches", "list", "--device", "cpu", env={"PRIMUS_PATCHES": "-megatron_bridge.te_free_model"})
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    mark = {line.split()[0]: line for line in lines if line.startswith("megatron_bridge.")}
+    assert "[applies here]" in mark["megatron_bridge.cpu_training_config"]
+    assert '[not here: "training on CUDA" does not hold]' in mark["megatron_bridge.sdpa_attention"]
+    assert "[not here: disabled by PRIMUS_PATCHES]" in mark["megatron_bridge.te_free_model"]
+    applying = sum("[applies here]" in line for line in mark.values())
+    assert f"{len(mark)} patches, {applying} apply here (training device cpu" in out.stdout
+    assert out.stderr == ""
