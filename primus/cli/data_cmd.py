@@ -79,7 +79,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     prep.add_argument(
         "--max-bytes",
         metavar="SIZE",
-        help="stop after this much input text, e.g. 4M (default: all of it)",
+        help="read at most this much input text, e.g. 4M: the document that reaches the limit is "
+        "cut there (default: all of it)",
     )
     prep.set_defaults(func=prepare)
 

@@ -37,30 +37,52 @@ class Corpus:
     def documents(self) -> Iterator[tuple[str, int]]:
         """Yields ``(text, input_bytes_consumed)``; empty documents are skipped.
 
-        Stops after the document that reaches ``max_bytes`` of input.
+        With ``max_bytes``, at most that much input is read: the document that would cross the
+        limit is cut there (at a UTF-8 character boundary) and is the last one.
         """
         consumed = 0
         for path in self.files:
-            for text, nbytes in _read(path, self.json_key):
+            budget = self.max_bytes - consumed if self.max_bytes else None
+            for text, nbytes, cut in _read(path, self.json_key, budget):
                 consumed += nbytes
                 if text.strip():
                     yield text, nbytes
-                if self.max_bytes and consumed >= self.max_bytes:
+                if cut or (self.max_bytes and consumed >= self.max_bytes):
                     return
 
     def texts(self) -> Iterator[str]:
         return (text for text, _ in self.documents())
 
 
-def _read(path: Path, json_key: str) -> Iterator[tuple[str, int]]:
+def _utf8_prefix(data: bytes, size: int) -> bytes:
+    """``data[:size]``, less a multi-byte character the cut would split."""
+    if size >= len(data):
+        return data
+    while size > 0 and data[size] & 0xC0 == 0x80:  # data[size] continues a character
+        size -= 1
+    return data[:size]
+
+
+def _read(path: Path, json_key: str, budget: int | None) -> Iterator[tuple[str, int, bool]]:
+    """``(text, bytes read, cut)`` per document, reading at most ``budget`` bytes (None: all);
+    ``cut`` marks a document shortened to fit the budget (the last one)."""
     if path.suffix != JSONL_SUFFIX:
-        data = path.read_bytes()
-        yield data.decode("utf-8", errors="replace"), len(data)
+        with path.open("rb") as f:
+            data = f.read() if budget is None else f.read(budget + 1)
+        cut = budget is not None and len(data) > budget
+        if cut:
+            data = _utf8_prefix(data, budget)
+        yield data.decode("utf-8", errors="replace"), len(data), cut
         return
+    used = 0
     with path.open("rb") as f:
         for number, raw in enumerate(f, start=1):
+            over = budget is not None and used + len(raw) > budget
             if not raw.strip():
-                yield "", len(raw)
+                yield "", 0 if over else len(raw), over
+                if over:
+                    return
+                used += len(raw)
                 continue
             try:
                 record = json.loads(raw)
@@ -81,7 +103,12 @@ def _read(path: Path, json_key: str) -> Iterator[tuple[str, int]]:
                     f"{path}:{number}: {json_key!r} is a {type(value).__name__}, not text",
                     hint="choose the field that holds the text with --json-key",
                 )
-            yield value, len(raw)
+            if over:  # the text of the record, cut to the bytes left
+                text = _utf8_prefix(value.encode("utf-8", errors="replace"), budget - used)
+                yield text.decode("utf-8"), len(text), True
+                return
+            used += len(raw)
+            yield value, len(raw), False
 
 
 def find_files(inputs: Sequence[str | os.PathLike]) -> tuple[Path, ...]:

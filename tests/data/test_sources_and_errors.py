@@ -33,6 +33,29 @@ def test_documents_and_max_bytes(tmp_path):
     assert parse_size("4M") == 4 << 20 and parse_size("500k") == 500 << 10
 
 
+def test_max_bytes_is_never_exceeded(tmp_path):
+    for name, size in (("a.txt", 100), ("b.md", 100), ("c.py", 100)):
+        (tmp_path / name).write_text("x" * (size - 1) + "\n")
+    (tmp_path / "d.txt").write_text("é" * 50)  # 2 bytes per character
+    (tmp_path / "e.jsonl").write_text("".join(json.dumps({"text": f"doc {i}"}) + "\n" for i in range(5)))
+
+    def read(limit):
+        docs = list(open_corpus([tmp_path], max_bytes=limit).documents())
+        return [text for text, _ in docs], sum(n for _, n in docs)
+
+    assert read(200) == (["x" * 99 + "\n"] * 2, 200)  # the limit falls between documents
+    texts, consumed = read(250)  # ... inside one: it is cut there, and nothing follows
+    assert consumed == 250 and texts[2] == "x" * 50
+    texts, consumed = read(300 + 51)  # a cut through a 2-byte character drops the character
+    assert consumed == 350 and texts[-1] == "é" * 25
+    line = len(json.dumps({"text": "doc 0"})) + 1
+    texts, consumed = read(400 + line + 3)  # a JSONL record is cut to its text's first bytes
+    assert consumed == 400 + line + 3 and texts[-2:] == ["doc 0", "doc"]
+    for limit in (1, 99, 101, 299, 399, 401, 450):
+        assert read(limit)[1] <= limit
+    assert read(10**6)[1] == 400 + 5 * line
+
+
 @pytest.mark.parametrize(
     ("setup", "key", "message"),
     [
