@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from primus.core.errors import PrimusUserError, did_you_mean
@@ -30,7 +30,8 @@ class BackendSpec:
     sections: tuple[str, ...] = ()
     #: module whose import registers the backend's patches (must be cheap to import)
     patches_module: str | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    #: YAML a run starts from when it names no config, recipe or HF model (a tiny model)
+    default_config: str | None = None
 
 
 class BackendAdapter(ABC):

@@ -58,12 +58,29 @@ def experiment_name(cfg: ResolvedConfig, config_path: str | None) -> str:
     return Path(config_path).stem if config_path else "primus"
 
 
+def names_no_model(request: TrainRequest, cfg: ResolvedConfig) -> bool:
+    """True when neither a config file, a recipe nor an HF model says what to train."""
+    return (
+        request.config_path is None
+        and not cfg.get("recipe", None)
+        and not cfg.get("convert_from_hf", False)
+    )
+
+
 def resolve_config(
     request: TrainRequest, registry: BackendRegistry = BACKENDS, environ: Mapping[str, str] | None = None
 ) -> ResolvedConfig:
     """Load the user's config and check the top level against the chosen backend's sections."""
     cfg = load_config(request.config_path, request.overrides, request.flags, environ)
     spec = registry.spec(cfg.get("framework"), cfg.source_of("framework"))
+    if names_no_model(request, cfg) and spec.default_config:
+        logger.info(
+            "no --config, --recipe or --convert_from_hf: starting from the embedded tiny model %s "
+            "(its values are marked with that file in config.yaml)",
+            spec.default_config,
+        )
+        request.config_path = spec.default_config
+        cfg = load_config(spec.default_config, request.overrides, request.flags, environ)
     problems = ProblemCollector()
     validate_top_level(cfg, spec.sections, problems)
     problems.raise_if_any()

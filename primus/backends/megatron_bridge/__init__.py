@@ -3,6 +3,8 @@
 The adapter, trainer and patches import ``megatron`` lazily, when a run needs them.
 """
 
+from pathlib import Path
+
 from primus.core.backend import BACKENDS, BackendSpec
 
 NAME = "megatron_bridge"
@@ -42,5 +44,6 @@ BACKENDS.register(
         description="NVIDIA Megatron-Bridge 0.6 (recipes, HF conversion) on Megatron-Core",
         sections=CONFIG_SECTIONS,
         patches_module="primus.backends.megatron_bridge.patches",
+        default_config=str(Path(__file__).resolve().parents[2] / "configs" / "tiny_llama.yaml"),
     )
 )

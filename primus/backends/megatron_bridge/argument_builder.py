@@ -295,17 +295,47 @@ class MegatronBridgeArgBuilder:
                 set_path(container, "dataset.seq_length", m, derived_source("model.seq_length"), provenance)
 
     def _derive_split(self, container: Any, provenance: Provenance) -> None:
-        """Without evaluation (``validation.eval_iters: 0``) all real data goes to training.
+        """A split every used part of the corpus can fill (Megatron hangs on an empty one).
 
-        Megatron's default split (9999,8,2) gives a small corpus validation/test splits of
-        zero documents, and building their indices then never finishes.
+        Without evaluation (``validation.eval_iters: 0``) all real data goes to training. With
+        it, a split the user did not choose is sized from the ``.idx`` files when the recipe's
+        (``9999,8,2``) would leave a small corpus's validation or test split empty; a split the
+        user chose is checked by preflight instead.
         """
-        if self._user_set("dataset.split") or getattr(container.dataset, "blend", None) is None:
+        from primus.backends.megatron_bridge import data_splits
+
+        blend = getattr(container.dataset, "blend", None)
+        if self._user_set("dataset.split") or blend is None:
             return
         if getattr(container.validation, "eval_iters", None) == 0:
             set_path(
                 container, "dataset.split", "1,0,0", derived_source("validation.eval_iters=0"), provenance
             )
+            return
+        split = getattr(container.dataset, "split", None)
+        prefixes = [p for p in blend[0] if Path(p + ".idx").is_file()]
+        if not split or not prefixes:
+            return
+        counts = [data_splits.split_counts(p, split) for p in prefixes]
+        if not any(c.empty_splits() for c in counts):
+            return
+        smallest = min(c.total for c in counts)
+        derived = data_splits.working_split(split, smallest)
+        if derived is None or any(data_splits.split_counts(p, derived).empty_splits() for p in prefixes):
+            return  # preflight explains why no split works
+        logger.info(
+            "dataset.split %s would leave a split of this %d-sequence corpus empty; using %s",
+            split,
+            smallest,
+            derived,
+        )
+        set_path(
+            container,
+            "dataset.split",
+            derived,
+            derived_source(f"{smallest} sequences; {split} leaves a split empty"),
+            provenance,
+        )
 
     def _derive_vocab(self, container: Any, provenance: Provenance) -> None:
         tokenizer, model = container.tokenizer, container.model

@@ -101,6 +101,63 @@ def _check_directories(container: Any, view, problems: ProblemCollector) -> None
         _check_checkpoint_shape(container, load, view, problems)
 
 
+#: model sizes that must be positive integers for a model to exist at all
+POSITIVE_MODEL_FIELDS = ("num_layers", "hidden_size", "num_attention_heads", "ffn_hidden_size", "seq_length")
+
+
+def _check_geometry(container: Any, src, problems: ProblemCollector) -> None:
+    """Zero or missing sizes build no model (Megatron divides by them much later)."""
+    model = container.model
+    for field in POSITIVE_MODEL_FIELDS:
+        value = getattr(model, field, None)
+        if field == "ffn_hidden_size" and value is None:
+            continue  # Megatron derives it (4 x hidden_size)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            problems.add(
+                f"model.{field} is {value!r}: a model needs num_layers, hidden_size, "
+                "num_attention_heads and seq_length > 0",
+                key=f"model.{field}",
+                source=src(f"model.{field}"),
+                hint="start from a recipe (--recipe llama32_1b), `extends: tiny_llama.yaml`, "
+                f"or set model.{field}",
+            )
+    for key in ("train.train_iters", "train.global_batch_size", "train.micro_batch_size"):
+        section, name = key.split(".")
+        value = getattr(getattr(container, section), name, None)
+        if key == "train.train_iters" and value is None and container.train.train_samples:
+            continue
+        if value is not None and (not isinstance(value, int) or value <= 0):
+            problems.add(f"{key} is {value!r}: it must be a positive integer", key=key, source=src(key))
+
+
+def _check_splits(container: Any, src, problems: ProblemCollector) -> None:
+    """Every split that is on must receive sequences, or Megatron loops forever building it."""
+    from primus.backends.megatron_bridge import data_splits
+
+    blend, split = getattr(container.dataset, "blend", None), getattr(container.dataset, "split", None)
+    if blend is None or not split:
+        return
+    prefixes = [p for p in blend[0] if Path(p + ".idx").is_file()]
+    if not prefixes:
+        return
+    samples = data_splits.samples_per_split(container)
+    counts = [data_splits.split_counts(p, split) for p in prefixes]
+    smallest = min(c.total for c in counts)
+    working = data_splits.working_split(split, smallest)
+    for c in counts:
+        for index in c.empty_splits():
+            if working:
+                hint = f"set dataset.split={working} (sequence counts), or validation.eval_iters=0 to train on all of it"
+            else:
+                hint = "add data, or set validation.eval_iters=0 to train on all of it"
+            problems.add(
+                data_splits.describe_empty(c, index, samples[index], container.dataset.seq_length),
+                key="dataset.split",
+                source=src("dataset.split"),
+                hint=hint,
+            )
+
+
 def check_requested(container: Any, built_view, env: EnvFacts) -> ProblemCollector:
     """Checks on what the user asked for, before build_args patches adapt it to the machine."""
     problems = ProblemCollector()
@@ -127,6 +184,7 @@ def check(container: Any, built_view, env: EnvFacts, world_size: int) -> Problem
     def src(path: str) -> str | None:
         return built_view.source_of(path)
 
+    _check_geometry(container, src, problems)
     tp = model.tensor_model_parallel_size or 1
     pp = model.pipeline_model_parallel_size or 1
     cp = model.context_parallel_size or 1
@@ -184,6 +242,7 @@ def check(container: Any, built_view, env: EnvFacts, world_size: int) -> Problem
             source=src("model.tensor_model_parallel_size"),
         )
     _check_directories(container, built_view, problems)
+    _check_splits(container, src, problems)
     if env.device == "cuda" and not env.has_cuda:
         problems.add(
             "device=cuda but no CUDA device is visible",
