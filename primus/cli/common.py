@@ -85,6 +85,14 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         "--resume", action="store_const", const=True, help="continue from the latest checkpoint"
     )
     parser.add_argument(
+        "--start_over",
+        "--start-over",
+        dest="start_over",
+        action="store_const",
+        const=True,
+        help="the run dir holds an earlier run: move it aside (to RUN_DIR.old-TIME, never deleted) and start again",
+    )
+    parser.add_argument(
         "--trust_remote_code",
         "--trust-remote-code",
         dest="trust_remote_code",
@@ -108,6 +116,7 @@ FLAG_KEYS = (
     "run_dir",
     "device",
     "resume",
+    "start_over",
     "trust_remote_code",
 )
 

@@ -11,6 +11,7 @@ from typing import Any
 from primus.backends.megatron_bridge.argument_builder import BuiltConfig
 from primus.core.errors import RunPreempted
 from primus.core.patches import run_patches
+from primus.core.run_dir import move_earlier_run_aside
 from primus.core.runtime import RunContext
 from primus.core.trainer import BaseTrainer
 
@@ -27,7 +28,13 @@ class MegatronBridgePretrainTrainer(BaseTrainer):
         self.summary: dict[str, Any] = {}
 
     def setup(self) -> None:
-        """Create the run directory and record the resolved config (with sources) in it."""
+        """Create the run directory and record the resolved config (with sources) in it.
+
+        With ``start_over``, an earlier run there (and its checkpoints, wherever they are) is
+        moved aside first, on rank 0, before Megatron writes anything.
+        """
+        if self.ctx.dist.is_main and self.ctx.config.get("start_over", False):
+            move_earlier_run_aside(self.run_dir, [Path(self.container.checkpoint.save)])
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.ctx.dist.is_main:
             (self.run_dir / "config.yaml").write_text(self.built.view().to_yaml())

@@ -99,6 +99,43 @@ def _check_directories(container: Any, view, problems: ProblemCollector) -> None
         )
     elif load:
         _check_checkpoint_shape(container, load, view, problems)
+    _check_earlier_run(container, view, problems)
+
+
+def _same_dir(a: str | None, b: str | None) -> bool:
+    return bool(a and b) and Path(a).resolve() == Path(b).resolve()
+
+
+def _check_earlier_run(container: Any, view, problems: ProblemCollector) -> None:
+    """A run that does not resume must not write over an earlier run's checkpoints or metrics."""
+    save, load = container.checkpoint.save, container.checkpoint.load
+    run_dir = view.get("run_dir", None)
+    if view.get("start_over", False):
+        if load and _same_dir(load, save):
+            problems.add(
+                "start_over moves the earlier run aside, resume continues it: choose one",
+                key="start_over",
+                source=view.source_of("start_over"),
+            )
+        return
+    if _same_dir(load, save):
+        return  # resuming this run
+    found = None
+    if save and (Path(save) / TRACKER).is_file():
+        last = (Path(save) / TRACKER).read_text().strip()
+        found = f"has checkpoints up to iteration {last} (in {save})"
+    elif run_dir and (Path(run_dir) / "metrics.jsonl").is_file():
+        found = "holds an earlier run (metrics.jsonl) that saved no checkpoint"
+    if found:
+        problems.add(
+            f"run dir {run_dir} {found}",
+            key="run_dir",
+            source=view.source_of("run_dir"),
+            hint="add --resume to continue it, choose another --run_dir, or add --start_over "
+            "to move it aside (nothing is deleted) and start again"
+            if "checkpoints" in found
+            else "choose another --run_dir, or add --start_over to move it aside (nothing is deleted)",
+        )
 
 
 #: model sizes that must be positive integers for a model to exist at all
