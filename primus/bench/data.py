@@ -1,9 +1,10 @@
-"""Real training text for every benchmark system: one Megatron indexed dataset.
+"""The same training tokens for every benchmark system: one Megatron indexed dataset.
 
 Primus and Megatron-Bridge read the prefix through their own data pipeline (``--data_path``);
 the HF loop reads the same tokens through Megatron-Core's ``IndexedDataset`` and cuts random
 windows of ``seq`` tokens from their concatenation. With the same text, the loss columns of
 all systems are comparable (same distribution; sample order and initialisation still differ).
+Without a prefix, a CPU benchmark writes one of synthetic tokens (:func:`write_synthetic`).
 """
 
 from __future__ import annotations
@@ -71,3 +72,26 @@ class TokenWindows:
     def batch(self, size: int) -> np.ndarray:
         starts = self.rng.integers(0, len(self.stream) - self.seq + 1, size=size)
         return np.stack([self.stream[s : s + self.seq] for s in starts])
+
+
+def write_synthetic(prefix: Path, vocab: int, num_tokens: int, seed: int = 0) -> Path:
+    """An indexed dataset of Megatron's mock-data pattern: documents of random length counting
+    ``1, 2, 3, ...`` (modulo ``vocab - 1``) and ending with id ``vocab - 1`` (the null tokenizer's
+    end of document). Learnable, so the loss columns show learning, not only noise."""
+    from primus.backends.megatron_bridge.log_noise import quiet_third_party_noise
+
+    quiet_third_party_noise()
+    import torch
+    from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
+
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    builder = IndexedDatasetBuilder(str(prefix) + ".bin", dtype=np.uint16 if vocab < 2**16 else np.int32)
+    written = 0
+    while written < num_tokens:
+        length = int(rng.integers(2, 1024))
+        ids = np.append((np.arange(length - 1) + 1) % (vocab - 1), vocab - 1)
+        builder.add_document(torch.from_numpy(ids), [length])
+        written += length
+    builder.finalize(str(prefix) + ".idx")
+    return prefix

@@ -1,9 +1,10 @@
 """The peer to beat: a plain PyTorch training loop of a HuggingFace ``LlamaForCausalLM``.
 
-SDPA attention, fp32 parameters with bf16 autocast on CUDA (fp32 on CPU), AdamW (fused on CUDA)
-with Megatron's Llama betas / eps / weight decay, gradient clipping at 1.0, linear warm-up then
-cosine decay; uniform random tokens, or windows of a Megatron indexed dataset (``--data``);
-optionally ``torch.compile``. Writes the common result file.
+SDPA attention, fp32 parameters with bf16 autocast (``--dtype bf16``, CUDA only) or in plain
+fp32, AdamW (fused on CUDA) with Megatron's Llama betas / eps / weight decay, gradient clipping
+(``--clip-grad``, 0: none), linear warm-up then cosine decay; uniform random tokens, or windows of
+a Megatron indexed dataset (``--data``); optionally ``torch.compile``. Writes the common result
+file.
 
     python -m primus.bench.hf_loop --config cfg.json --seq 2048 --mbs 4 --ga 2 --steps 30 --out r.json
 """
@@ -42,11 +43,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--warmup-lr", type=int, default=5)
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
+    p.add_argument("--dtype", choices=("bf16", "fp32"), help="default: bf16 on CUDA, fp32 on CPU")
+    p.add_argument("--clip-grad", type=float, default=1.0, help="gradient-norm clip (0: none)")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--data", type=Path, help="Megatron indexed-dataset prefix (default: random tokens)")
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args(argv)
+    dtype = a.dtype or ("bf16" if a.device == "cuda" else "fp32")
+    if dtype == "bf16" and a.device != "cuda":
+        p.error("--dtype bf16 (autocast) is for CUDA; a CPU run trains in fp32")
 
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -73,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
             return torch.randint(0, cfg.vocab_size, (a.mbs, a.seq), device=a.device, generator=gen)
         return torch.from_numpy(windows.batch(a.mbs)).to(a.device, non_blocking=True)
 
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
+    amp = torch.autocast(a.device, dtype=torch.bfloat16, enabled=dtype == "bf16")
 
     seconds, losses = [], []
     for _ in range(a.steps):
@@ -85,13 +91,14 @@ def main(argv: list[str] | None = None) -> None:
                 loss = forward(input_ids=x, labels=x).loss
             (loss / a.ga).backward()
             total += loss.detach() / a.ga
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        if a.clip_grad > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), a.clip_grad)
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
         losses.append(float(total))  # synchronises: the step is over when this returns
         seconds.append(time.perf_counter() - start)
-    write_result(a.out, step_seconds=seconds, losses=losses, **peak_memory(cuda))
+    write_result(a.out, step_seconds=seconds, losses=losses, dtype=dtype, **peak_memory(cuda))
 
 
 if __name__ == "__main__":

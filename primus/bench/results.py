@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 
 def write_result(path: Path, *, step_seconds: list[float], losses: list[float | None], **extra: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -23,4 +25,17 @@ def result_from_run_dir(run_dir: Path) -> dict[str, Any]:
         "losses": [r["loss"] for r in records],
         "peak_memory_bytes": summary.get("peak_memory_bytes"),
         "memory_kind": summary.get("memory_kind"),
+        "dtype": training_dtype(run_dir / "config.yaml"),
     }
+
+
+def training_dtype(config_yaml: Path) -> str | None:
+    """bf16 / fp16 / fp32 from a run's resolved config (None when the run wrote none)."""
+    if not config_yaml.is_file():
+        return None
+    model = (yaml.safe_load(config_yaml.read_text()) or {}).get("model") or {}
+    if model.get("bf16"):
+        return "bf16"
+    if model.get("fp16"):
+        return "fp16"
+    return {"float32": "fp32"}.get(model.get("params_dtype"), model.get("params_dtype"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -72,6 +73,7 @@ def metrics(result: dict[str, Any], req: BenchRequest, seq: int, matmul_tflops: 
         "loss_last": losses[-1] if losses else None,
         "loss_mean": statistics.fmean(losses) if losses else None,
         "losses": result["losses"],
+        "dtype": result.get("dtype"),
     }
 
 
@@ -100,8 +102,22 @@ def _run_one(launch: Launch, log: Path, timeout_s: float) -> tuple[dict | None, 
         return None, f"no readable result ({exc}; log: {log})"
 
 
+def synthetic_data(req: BenchRequest) -> Path:
+    """On a CPU without ``--data``: one synthetic dataset all systems read (instead of Megatron's
+    mock data for the Bridge systems and uniform random tokens for the HF loop)."""
+    from primus.bench.data import write_synthetic
+
+    longest = max(req.seqs)
+    tokens = max(req.steps * req.workload.tokens_per_step, 64 * longest, 2**16)
+    return write_synthetic(req.out_dir / "synthetic" / "tokens", req.workload.shape.vocab, tokens)
+
+
 def run_bench(req: BenchRequest) -> dict[str, Any]:
     req.out_dir.mkdir(parents=True, exist_ok=True)
+    data_text = str(req.data) if req.data else "synthetic (Megatron mock data; random tokens in the HF loop)"
+    if req.device == "cpu" and req.data is None:
+        req = dataclasses.replace(req, data=synthetic_data(req))
+        data_text = f"synthetic counting sequences (Megatron's mock-data pattern) in {req.data}, read by all"
     matmul = measure_matmul(req.device, req.out_dir)
     logger.info(
         "matmul reference: %.1f TFLOP/s (%s %d^3 on %s)",
@@ -163,7 +179,7 @@ def run_bench(req: BenchRequest) -> dict[str, Any]:
                 continue
             tps = [r["tokens_per_s"] for r in rs]
             best = rs[0]
-            row.update({k: v for k, v in best.items() if k.startswith(("loss", "memory", "peak"))})
+            row.update({k: v for k, v in best.items() if k.startswith(("loss", "memory", "peak", "dtype"))})
             row.update(
                 status="ok",
                 tokens_per_s=statistics.fmean(tps),
@@ -186,7 +202,7 @@ def run_bench(req: BenchRequest) -> dict[str, Any]:
         "warmup": req.warmup,
         "repeats": req.repeats,
         "flop_formula": "6*N_matmul + 12*layers*hidden*seq per token (PaLM, App. B)",
-        "data": str(req.data) if req.data else "synthetic (Megatron mock data; random tokens in the HF loop)",
+        "data": data_text,
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "rows": rows,
     }
@@ -196,23 +212,31 @@ def run_bench(req: BenchRequest) -> dict[str, Any]:
 
 
 def table(report: dict[str, Any]) -> str:
+    """bench.md: on a CPU the FLOP columns are per process and the matmul reference is fp32."""
     m = report["matmul"]
+    reference = f"{m['tflops']:.4g} TFLOP/s ({m['dtype']} {m['n']}^3 matmul, measured in this run)"
+    if report["device"] == "cpu":
+        flops, share = "model TFLOP/s", "of matmul"
+        where = f"CPU (one process, no GPU); 'of matmul' is model FLOP/s over {reference}"
+    else:
+        flops, share = "model TFLOP/s/GPU", "MFU"
+        where = f"{m['device']}; MFU against {reference}"
     lines = [
-        f"workload {report['workload']['name']} on {m['device']}; MFU against {m['tflops']:.1f} TFLOP/s "
-        f"({m['dtype']} {m['n']}^3 matmul, measured in this run); {report['steps']} steps, first "
+        f"workload {report['workload']['name']} on {where}; {report['steps']} steps, first "
         f"{report['warmup']} dropped; {report['repeats']} run(s) each; data: {report['data']}",
         "",
-        "| system | seq | tokens/s | model TFLOP/s/GPU | MFU | peak memory GiB | loss first -> last | vs first |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| system | seq | dtype | tokens/s | {flops} | {share} | peak memory GiB | loss first -> last | vs first |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["rows"]:
         if r["status"] != "ok":
-            lines.append(f"| {r['system']} | {r['seq']} | {r['status']} | | | | | |")
+            lines.append(f"| {r['system']} | {r['seq']} | | {r['status']} | | | | | |")
             continue
         mem = f"{r['peak_memory_gib']:.1f}" if r.get("peak_memory_gib") else "-"
         loss = f"{r['loss_first']:.3f} -> {r['loss_last']:.3f}" if r.get("loss_first") is not None else "-"
         lines.append(
-            f"| {r['system']} | {r['seq']} | {r['tokens_per_s']:,.0f} | {r['model_tflops_per_gpu']:.3g} | "
-            f"{100 * r['mfu']:.1f}% | {mem} | {loss} | {r['ratio_to_first']:.3f}x |"
+            f"| {r['system']} | {r['seq']} | {r.get('dtype') or '-'} | {r['tokens_per_s']:,.0f} | "
+            f"{r['model_tflops_per_gpu']:.3g} | {100 * r['mfu']:.1f}% | {mem} | {loss} | "
+            f"{r['ratio_to_first']:.3f}x |"
         )
     return "\n".join(lines)

@@ -165,6 +165,8 @@ def _hf(case: Case, compiled: bool) -> Launch | Skip:
         str(case.workload.lr),
         "--device",
         case.device,
+        # on a CPU as Primus trains there: fp32, no gradient clipping (its cpu_training_config patch)
+        *(["--dtype", "bf16"] if case.device == "cuda" else ["--dtype", "fp32", "--clip-grad", "0"]),
         "--out",
         str(result),
         *(["--compile"] if compiled else []),
@@ -189,7 +191,9 @@ for _system in (
         "megatron_bridge", "Megatron-Bridge pretrain() directly, same recipe, no TE (vanilla)", _bridge_direct
     ),
     System(
-        "hf_eager", "HF LlamaForCausalLM, SDPA, bf16 autocast, fused AdamW, eager", lambda c: _hf(c, False)
+        "hf_eager",
+        "HF LlamaForCausalLM, SDPA, eager; bf16 autocast + fused AdamW on CUDA, fp32 on a CPU",
+        lambda c: _hf(c, False),
     ),
     System("hf_compiled", "the same with torch.compile", lambda c: _hf(c, True)),
 ):

@@ -30,12 +30,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--repeats", type=int, default=1, help="runs per system, alternating systems (default: 1)"
     )
-    parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cuda", "cpu"),
+        default="auto",
+        help="cpu: every system trains in fp32 on the same tokens (a check of the harness, not a "
+        "performance figure); default: auto",
+    )
     parser.add_argument(
         "--data",
         metavar="PREFIX",
         help="train every system on this Megatron indexed dataset (from `primus data prepare`), so "
-        "their losses compare; default: synthetic tokens",
+        "their losses compare; default on a CPU: one synthetic dataset every system reads; on GPUs: "
+        "Megatron's mock data, random tokens in the HF loop",
     )
     parser.add_argument(
         "--out",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from primus.bench.runner import _run_one
+from primus.bench.runner import _run_one, table
 from primus.bench.systems import SYSTEMS, Launch
 from primus.bench.workloads import LLAMA32_1B, WORKLOADS, flops_per_token
 from tests.conftest import run_cli
@@ -59,20 +59,55 @@ def test_cpu_bench_runs_primus_and_hf_side_by_side(tmp_path):
     report = json.loads((out / "bench.json").read_text())
     rows = {r["system"]: r for r in report["rows"]}
     assert list(rows) == systems and report["matmul"]["tflops"] > 0
-    for name in ("primus", "hf_eager"):
+    # on a CPU every system reads one synthetic dataset, in fp32: the columns compare like with like
+    synthetic = out / "synthetic" / "tokens"
+    assert report["data"].startswith("synthetic counting sequences") and str(synthetic) in report["data"]
+    for name, flags in (("primus", ["--data_path"]), ("hf_eager", ["--data", "--dtype fp32 --clip-grad 0"])):
         r = rows[name]
         assert r["status"] == "ok" and r["tokens_per_s"] > 0 and 0 < r["mfu"] < 1
-        assert r["peak_memory_gib"] > 0 and r["memory_kind"] == "cpu_max_rss"
+        assert r["peak_memory_gib"] > 0 and r["memory_kind"] == "cpu_max_rss" and r["dtype"] == "fp32"
         assert len(r["losses"]) == 6 and all(x > 0 for x in r["losses"])
+        # both start near ln(256) and learn the counting sequences (random tokens would stay at ~5.55)
+        assert 5.0 < r["loss_first"] < 6.0 and r["loss_last"] < r["loss_first"] - 0.2, r["losses"]
+        command = (out / f"seq64/{name}/r0/log.txt").read_text().splitlines()[0]
+        assert f"{flags[0]} {synthetic}" in command and all(f in command for f in flags[1:]), command
     assert rows["primus"]["ratio_to_first"] == 1.0 and rows["hf_eager"]["ratio_reference"] == "primus"
-    assert rows["primus"]["loss_last"] < rows["primus"]["loss_first"]  # Megatron's mock data is learnable
     assert rows["megatron_bridge"]["status"].startswith(
         "skipped: Megatron-Bridge alone cannot train without CUDA"
     )
     assert rows["hf_compiled"]["status"].startswith("skipped: torch.compile is benchmarked on GPUs only")
-    assert "| system | seq | tokens/s | model TFLOP/s/GPU | MFU |" in proc.stdout
+    assert "workload tiny on CPU (one process, no GPU)" in proc.stdout
+    assert "| system | seq | dtype | tokens/s | model TFLOP/s | of matmul |" in proc.stdout
+    assert "/GPU" not in proc.stdout and "MFU" not in proc.stdout
     assert (out / "bench.md").read_text().strip() in proc.stdout
     assert (out / "seq64/primus/r0/log.txt").is_file()
+
+
+def test_table_names_the_device_and_per_gpu_columns_only_on_gpus():
+    row = {"system": "primus", "seq": 64, "status": "ok", "dtype": "bf16", "tokens_per_s": 1000.0}
+    row.update(model_tflops_per_gpu=400.0, mfu=0.5, peak_memory_gib=1.0, ratio_to_first=1.0)
+    report = {"workload": {"name": "tiny"}, "steps": 6, "warmup": 2, "repeats": 1, "data": "d", "rows": [row]}
+    gpu = table(
+        {
+            **report,
+            "device": "cuda",
+            "matmul": {"device": "H200", "tflops": 788.4, "dtype": "bfloat16", "n": 8192},
+        }
+    )
+    assert "on H200; MFU against 788.4 TFLOP/s (bfloat16 8192^3" in gpu
+    assert (
+        "| tokens/s | model TFLOP/s/GPU | MFU |" in gpu
+        and "| primus | 64 | bf16 | 1,000 | 400 | 50.0% |" in gpu
+    )
+    cpu = table(
+        {
+            **report,
+            "device": "cpu",
+            "matmul": {"device": "cpu", "tflops": 0.06, "dtype": "float32", "n": 1024},
+        }
+    )
+    assert "on CPU (one process, no GPU)" in cpu and "/GPU" not in cpu and "MFU" not in cpu
+    assert "| tokens/s | model TFLOP/s | of matmul |" in cpu
 
 
 @pytest.mark.parametrize(
