@@ -1,4 +1,5 @@
-"""`primus report RUN_DIR`: report.png (loss, learning rate, throughput) and report.txt."""
+"""`primus report RUN_DIR`: report.png (training and validation loss, learning rate, throughput,
+gradient norm; resume points marked) and report.txt."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.epilog = (
         "Reads RUN_DIR/tensorboard (Megatron-Bridge's TensorBoard events) and RUN_DIR/metrics.jsonl;\n"
-        "writes RUN_DIR/report.png and RUN_DIR/report.txt and prints the summary."
+        "writes RUN_DIR/report.png and RUN_DIR/report.txt and prints the summary. A resumed run\n"
+        "reads as one run: the later value for an iteration wins, resume points are marked, and the\n"
+        "train time sums the iteration times of every run."
     )
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.set_defaults(func=report)

@@ -1,4 +1,5 @@
-"""``report.png``: loss, learning rate, throughput and gradient norm against iterations."""
+"""``report.png``: loss (training and validation), learning rate, throughput and gradient norm
+against iterations; a dashed vertical line marks each iteration a resumed run started from."""
 
 from __future__ import annotations
 
@@ -14,6 +15,18 @@ def _axis(ax, title: str, ylabel: str) -> None:
     ax.grid(True, alpha=0.3)
 
 
+def _mark_resumes(axes, resumes: list[int]) -> None:
+    for ax in axes:
+        for n, iteration in enumerate(resumes):
+            ax.axvline(
+                iteration,
+                color="tab:gray",
+                linestyle="--",
+                linewidth=1,
+                label="resumed from checkpoint" if n == 0 else None,
+            )
+
+
 def draw(metrics: RunMetrics, out: Path) -> Path:
     import logging
 
@@ -26,12 +39,19 @@ def draw(metrics: RunMetrics, out: Path) -> Path:
 
     fig, axes = plt.subplots(2, 2, figsize=(12, 8), layout="constrained")
     (ax_loss, ax_lr), (ax_tp, ax_gn) = axes
+    _mark_resumes(axes.flat, metrics.resumes)
 
     steps, losses = metrics.get("loss")
-    ax_loss.plot(steps, losses, color="tab:blue", alpha=0.3, linewidth=1, label="per iteration")
-    ax_loss.plot(steps, smooth(losses), color="tab:blue", linewidth=2, label="smoothed (EMA 0.9)")
+    smoothed = smooth(losses)
+    ax_loss.plot(steps, losses, color="tab:blue", alpha=0.3, linewidth=1, label="training, per iteration")
+    ax_loss.plot(steps, smoothed, color="tab:blue", linewidth=2, label="training, smoothed (EMA 0.9)")
+    v_steps, v_losses = metrics.get("validation_loss")
+    if v_losses:
+        ax_loss.plot(
+            v_steps, v_losses, color="tab:purple", marker="o", markersize=4, linewidth=2, label="validation"
+        )
     ax_loss.legend(loc="upper right")
-    _axis(ax_loss, "Training loss (cross-entropy)", "loss (nats/token)")
+    _axis(ax_loss, "Loss (cross-entropy)", "loss (nats/token)")
 
     lr_steps, lrs = metrics.get("lr")
     if lrs:
@@ -39,14 +59,14 @@ def draw(metrics: RunMetrics, out: Path) -> Path:
         ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
     _axis(ax_lr, "Learning rate (warm-up + decay schedule)", "learning rate")
 
-    tp_steps, tps = steady(*metrics.get("tokens_per_second"))
+    tp_steps, tps = steady(*metrics.get("tokens_per_second"), metrics.resumes)
     if tps:
         ax_tp.plot(tp_steps, tps, color="tab:green", alpha=0.3, linewidth=1, label="per iteration")
         ax_tp.plot(tp_steps, smooth(tps), color="tab:green", linewidth=2, label="smoothed (EMA 0.9)")
         ax_tp.set_ylim(bottom=0)
         ax_tp.yaxis.set_major_formatter(EngFormatter())
         ax_tp.legend(loc="lower right")
-    _axis(ax_tp, "Throughput (first iteration excluded)", "tokens / second")
+    _axis(ax_tp, "Throughput (first iteration of each run excluded)", "tokens / second")
 
     gn_steps, gns = metrics.get("grad_norm")
     if gns:
@@ -59,10 +79,15 @@ def draw(metrics: RunMetrics, out: Path) -> Path:
             ax.text(0.5, 0.5, "not recorded", ha="center", va="center", transform=ax.transAxes)
 
     name = metrics.run_dir.resolve().name
-    fig.suptitle(
-        f"Primus run {name}: iterations {steps[0]}-{steps[-1]}, loss {losses[0]:.3f} -> {losses[-1]:.3f}",
-        fontsize=13,
+    title = (
+        f"Primus run {name}: iterations {steps[0]}-{steps[-1]}, "
+        f"loss {smoothed[0]:.3f} -> {smoothed[-1]:.3f} (smoothed)"
     )
+    if v_losses:
+        title += f", validation {v_losses[-1]:.3f}"
+    if metrics.resumes:
+        title += f", resumed {len(metrics.resumes)}x"
+    fig.suptitle(title, fontsize=13)
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out

@@ -1,9 +1,12 @@
 """Read a run directory's metrics and draw ``report.png`` + write ``report.txt``.
 
 Sources, richest first: the TensorBoard events Megatron-Bridge writes under
-``RUN_DIR/tensorboard`` (``lm loss``, ``learning-rate``, ``grad-norm``, ``iteration-time``)
-and Primus's ``metrics.jsonl`` (one record per iteration, with tokens/s). Either one is
-enough; a run directory with neither is a user error.
+``RUN_DIR/tensorboard`` (``lm loss``, ``lm loss validation``, ``learning-rate``, ``grad-norm``,
+``iteration-time``) and Primus's ``metrics.jsonl`` (one row per iteration, with tokens/s,
+seconds and, at evaluated iterations, ``validation_loss``; format in
+``primus.backends.megatron_bridge.metrics``). Either one is enough; a run directory with
+neither is a user error. A run resumed from a checkpoint reads as one run: the later row for
+an iteration wins, and the resume points are marked.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import json
 import logging
 import math
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,9 +24,24 @@ from primus.core.errors import PrimusUserError
 #: TensorBoard tag -> series name (the tags Megatron-Bridge's training loop writes)
 TB_TAGS = {
     "lm loss": "loss",
+    "lm loss validation": "validation_loss",
     "learning-rate": "lr",
     "grad-norm": "grad_norm",
     "iteration-time": "seconds_per_iteration",
+}
+
+#: series metrics.jsonl gives better than TensorBoard: Bridge writes the test split's loss
+#: after training under the same "lm loss validation" tag, over the last validation value
+JSONL_FIRST = {"validation_loss"}
+
+#: series name -> metrics.jsonl key
+JSONL_KEYS = {
+    "loss": "loss",
+    "validation_loss": "validation_loss",
+    "lr": "lr",
+    "grad_norm": "grad_norm",
+    "tokens_per_second": "tokens_per_second",
+    "seconds": "seconds",
 }
 
 
@@ -34,13 +53,40 @@ class RunMetrics:
     series: dict[str, tuple[list[int], list[float]]] = field(default_factory=dict)
     summary: dict = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)
+    resumes: list[int] = field(default_factory=list)  # iterations a later run resumed from
 
     def get(self, name: str) -> tuple[list[int], list[float]]:
         return self.series.get(name, ([], []))
 
 
+def read_rows(path: Path) -> list[dict]:
+    """metrics.jsonl as one row per iteration, in iteration order; a later row for an iteration
+    replaces the earlier one (a resumed run repeats the iterations after its checkpoint).
+
+    A row whose iteration does not exceed the previous row's starts a resumed run (files
+    written before Primus recorded ``resumed_from``): it gets ``resumed_from`` = iteration - 1.
+    Lines that are not JSON objects with an integer ``iteration`` (a run killed mid-write
+    leaves a partial last line) are skipped.
+    """
+    rows: dict[int, dict] = {}
+    previous: int | None = None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+            iteration = int(row["iteration"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            continue
+        if previous is not None and iteration <= previous:
+            row.setdefault("resumed_from", iteration - 1)
+        rows[iteration] = row
+        previous = iteration
+    return [rows[i] for i in sorted(rows)]
+
+
 def _finite(steps: list[int], values: list[float]) -> tuple[list[int], list[float]]:
-    pairs = [(s, v) for s, v in zip(steps, values, strict=True) if v is not None and math.isfinite(v)]
+    pairs = [
+        (s, v) for s, v in zip(steps, values, strict=True) if isinstance(v, int | float) and math.isfinite(v)
+    ]
     return [s for s, _ in pairs], [v for _, v in pairs]
 
 
@@ -60,25 +106,11 @@ def _read_tensorboard(directory: Path) -> dict[str, tuple[list[int], list[float]
     return series
 
 
-def _read_metrics_jsonl(path: Path) -> dict[str, tuple[list[int], list[float]]]:
-    records: dict[int, dict] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a run killed mid-write leaves a partial last line
-            records[int(record["iteration"])] = record
-    steps = sorted(records)
-    return {
-        name: _finite(steps, [records[s].get(key) for s in steps])
-        for name, key in (
-            ("loss", "loss"),
-            ("lr", "lr"),
-            ("grad_norm", "grad_norm"),
-            ("tokens_per_second", "tokens_per_second"),
-        )
-    }
+def _read_metrics_jsonl(path: Path) -> tuple[dict[str, tuple[list[int], list[float]]], list[int]]:
+    rows = read_rows(path)
+    steps = [r["iteration"] for r in rows]
+    series = {name: _finite(steps, [r.get(key) for r in rows]) for name, key in JSONL_KEYS.items()}
+    return series, [int(r["resumed_from"]) for r in rows if r.get("resumed_from") is not None]
 
 
 def load_run(run_dir: str | Path) -> RunMetrics:
@@ -95,8 +127,9 @@ def load_run(run_dir: str | Path) -> RunMetrics:
         metrics.sources.append(str(tb_dir))
     jsonl = run_dir / "metrics.jsonl"
     if jsonl.is_file():
-        for name, values in _read_metrics_jsonl(jsonl).items():
-            if values[0] and name not in metrics.series:
+        series, metrics.resumes = _read_metrics_jsonl(jsonl)
+        for name, values in series.items():
+            if values[0] and (name not in metrics.series or name in JSONL_FIRST):
                 metrics.series[name] = values
         metrics.sources.append(str(jsonl))
     if not metrics.series.get("loss", ([], []))[0]:
@@ -111,6 +144,8 @@ def load_run(run_dir: str | Path) -> RunMetrics:
             metrics.summary = json.loads(summary.read_text())
         except json.JSONDecodeError:
             metrics.summary = {}
+    if not metrics.resumes:
+        metrics.resumes = [int(i) for i in metrics.summary.get("resumes") or []]
     _derive_throughput(metrics)
     return metrics
 
@@ -127,9 +162,15 @@ def _derive_throughput(metrics: RunMetrics) -> None:
         )
 
 
-def steady(steps: list[int], values: list[float]) -> tuple[list[int], list[float]]:
-    """Without the first point: the first iteration includes compilation and warm-up."""
-    return (steps[1:], values[1:]) if len(steps) > 2 else (steps, values)
+def steady(
+    steps: list[int], values: list[float], resumes: Iterable[int] = ()
+) -> tuple[list[int], list[float]]:
+    """Without the first point of each run: it includes compilation and warm-up."""
+    if len(steps) <= 2:
+        return steps, values
+    firsts = {steps[0]} | {min((s for s in steps if s > r), default=-1) for r in resumes}
+    pairs = [(s, v) for s, v in zip(steps, values, strict=True) if s not in firsts]
+    return [s for s, _ in pairs], [v for _, v in pairs]
 
 
 def smooth(values: list[float], weight: float = 0.9) -> list[float]:
@@ -141,30 +182,51 @@ def smooth(values: list[float], weight: float = 0.9) -> list[float]:
     return out
 
 
+def train_time(metrics: RunMetrics) -> tuple[float | None, str]:
+    """Seconds spent training, across every run of a resumed run directory, and how it was
+    measured: the sum of metrics.jsonl's per-iteration ``seconds`` (one row per iteration),
+    else summary.json's ``train_seconds`` (the last process only)."""
+    steps, seconds = metrics.get("seconds")
+    if seconds:
+        runs = len(metrics.resumes) + 1
+        return sum(seconds), f"sum of {len(steps)} iteration times" + (f", {runs} runs" if runs > 1 else "")
+    last = metrics.summary.get("train_seconds")
+    return (last, "summary.json, last process only") if last else (None, "")
+
+
 def summary_text(metrics: RunMetrics) -> str:
     steps, losses = metrics.get("loss")
-    lr_steps, lrs = metrics.get("lr")
-    tp_steps, tps = steady(*metrics.get("tokens_per_second"))
-    gn_steps, gns = metrics.get("grad_norm")
-    last_smoothed = smooth(losses)[-1]
+    lrs = metrics.get("lr")[1]
+    tps = steady(*metrics.get("tokens_per_second"), metrics.resumes)[1]
+    gns = metrics.get("grad_norm")[1]
+    smoothed = smooth(losses)
     best = min(range(len(losses)), key=losses.__getitem__)
     lines = [
         f"run          {metrics.run_dir}",
         f"iterations   {steps[0]} -> {steps[-1]} ({len(steps)} logged)",
-        f"loss         {losses[0]:.4f} -> {losses[-1]:.4f} (smoothed {last_smoothed:.4f}; "
-        f"lowest {losses[best]:.4f} at iteration {steps[best]})",
+        f"loss         {smoothed[0]:.4f} -> {smoothed[-1]:.4f} (smoothed, EMA 0.9; last iteration "
+        f"{losses[-1]:.4f}; lowest {losses[best]:.4f} at iteration {steps[best]})",
     ]
+    v_steps, v_losses = metrics.get("validation_loss")
+    if v_losses:
+        v_best = min(range(len(v_losses)), key=v_losses.__getitem__)
+        lines.append(
+            f"validation   {v_losses[0]:.4f} -> {v_losses[-1]:.4f} at iteration {v_steps[-1]} "
+            f"({len(v_losses)} evaluations; lowest {v_losses[v_best]:.4f} at iteration {v_steps[v_best]})"
+        )
+    if metrics.resumes:
+        lines.append(f"resumed      from iteration {', '.join(map(str, metrics.resumes))}")
     if lrs:
         lines.append(f"lr           peak {max(lrs):.3g}, last {lrs[-1]:.3g}")
     if tps:
         lines.append(
             f"throughput   median {statistics.median(tps):,.0f} tokens/s "
-            f"(min {min(tps):,.0f}, max {max(tps):,.0f}; first iteration excluded)"
+            f"(min {min(tps):,.0f}, max {max(tps):,.0f}; first iteration of each run excluded)"
         )
     if gns:
         lines.append(f"grad norm    last {gns[-1]:.3f}, max {max(gns):.3f}")
-    seconds = metrics.summary.get("train_seconds")
+    seconds, how = train_time(metrics)
     if seconds:
-        lines.append(f"train time   {seconds:.1f} s")
+        lines.append(f"train time   {seconds:.1f} s ({how})")
     lines.append(f"sources      {', '.join(metrics.sources)}")
     return "\n".join(lines)
