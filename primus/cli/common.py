@@ -159,7 +159,9 @@ def run_command(fn: Callable[[argparse.Namespace], int | None], args: argparse.N
         print(f"primus: stopped: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("primus: interrupted", file=sys.stderr)
+        print(
+            "primus: interrupted: stopped at once, nothing saved since the last checkpoint", file=sys.stderr
+        )
         return 130
     except BrokenPipeError:  # `primus recipes list | head`
         sys.stderr.close()

@@ -101,6 +101,11 @@ def did_you_mean(name: str, candidates: Iterable[str], *, list_all_under: int = 
 
 
 class RunPreempted(Exception):
-    """Training stopped on a termination signal after saving a resumable checkpoint."""
+    """Training stopped on a signal: after saving a resumable checkpoint, or before it began.
 
-    exit_code = PREEMPTED_EXIT_CODE
+    The exit code is the shell's for that signal (130 for SIGINT, 143 for SIGTERM).
+    """
+
+    def __init__(self, message: str, exit_code: int = PREEMPTED_EXIT_CODE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -61,9 +61,7 @@ def experiment_name(cfg: ResolvedConfig, config_path: str | None) -> str:
 def names_no_model(request: TrainRequest, cfg: ResolvedConfig) -> bool:
     """True when neither a config file, a recipe nor an HF model says what to train."""
     return (
-        request.config_path is None
-        and not cfg.get("recipe", None)
-        and not cfg.get("convert_from_hf", False)
+        request.config_path is None and not cfg.get("recipe", None) and not cfg.get("convert_from_hf", False)
     )
 
 

@@ -84,6 +84,21 @@ def llama_ffn_hidden_size(hidden_size: int, multiple_of: int = 256) -> int:
     return multiple_of * math.ceil(hidden / multiple_of)
 
 
+def tokenizer_vocab_size(tokenizer: Any) -> int | None:
+    """The vocabulary of the tokenizer Bridge will build, when it is local (None otherwise)."""
+    kind = getattr(tokenizer, "tokenizer_type", None)
+    model_path = getattr(tokenizer, "tokenizer_model", None)
+    if kind != "NullTokenizer" and not (model_path and Path(str(model_path)).exists()):
+        return None  # a hub id or a missing file: Bridge reports it when it builds the tokenizer
+    from megatron.bridge.training.tokenizers.tokenizer import build_tokenizer
+
+    try:
+        return int(build_tokenizer(tokenizer).vocab_size)
+    except Exception as exc:  # an unreadable tokenizer: Bridge's own error comes at run time
+        logger.debug("tokenizer not built ahead of the run: %s", exc)
+        return None
+
+
 def padded_vocab_size(vocab: int, divisible_by: int, tp: int) -> int:
     multiple = max(divisible_by, 1) * max(tp, 1)
     return multiple * math.ceil(vocab / multiple)
@@ -236,6 +251,21 @@ class MegatronBridgeArgBuilder:
                 derived_source("resume" if load else "no_resume"),
                 provenance,
             )
+        self._continue_saved_schedule(container, provenance)
+
+    def _continue_saved_schedule(self, container: Any, provenance: Provenance) -> None:
+        """A resumed run continues the LR schedule saved in its checkpoint.
+
+        Recipes set ``override_opt_param_scheduler``, under which Megatron rebuilds the
+        schedule from this config: a longer ``train_iters`` then restarts the decay and the LR
+        jumps back up at the resume point. Unless the user chose, the checkpoint's wins.
+        """
+        keys = ("scheduler.override_opt_param_scheduler", "scheduler.use_checkpoint_opt_param_scheduler")
+        if not container.checkpoint.load or any(self._user_set(k) for k in keys):
+            return
+        source = derived_source("resume: continue the checkpoint's LR schedule")
+        set_path(container, keys[0], False, source, provenance)
+        set_path(container, keys[1], True, source, provenance)
 
     def _check_hf_export(self) -> None:
         if self.user.get("convert_to_hf", False) and not self.user.get("hf_model_name_or_path", None):
@@ -276,6 +306,7 @@ class MegatronBridgeArgBuilder:
         self._derive_seq_length(container, provenance)
         self._derive_split(container, provenance)
         self._derive_vocab(container, provenance)
+        self._vocab_as_bridge_sets_it(container, provenance)
         self._derive_batch(container, provenance)
 
     def _derive_seq_length(self, container: Any, provenance: Provenance) -> None:
@@ -347,6 +378,35 @@ class MegatronBridgeArgBuilder:
             tokenizer.vocab_size, model.make_vocab_size_divisible_by, model.tensor_model_parallel_size
         )
         set_path(container, "model.vocab_size", padded, derived_source("vocab_padding"), provenance)
+
+    def _vocab_as_bridge_sets_it(self, container: Any, provenance: Provenance) -> None:
+        """The model vocabulary Bridge's setup() will use, decided now with Bridge's own rule.
+
+        Recipes leave ``model.vocab_size`` at the HF model's size and set
+        ``tokenizer.use_tokenizer_vocab_size``: at run time the model takes the tokenizer's
+        vocabulary. Deciding it here makes config.yaml, ``--dry-run`` and the resume shape
+        check see the model that will really be built.
+        """
+        from megatron.bridge.training.setup import _validate_and_set_vocab_size
+
+        model, tokenizer = container.model, container.tokenizer
+        vocab = tokenizer_vocab_size(tokenizer)
+        if vocab is None:
+            return
+        try:
+            size, pad = _validate_and_set_vocab_size(
+                model.vocab_size, vocab, getattr(tokenizer, "use_tokenizer_vocab_size", False)
+            )
+        except ValueError as exc:
+            self.problems.add(
+                str(exc), key="model.vocab_size", source=self.user.source_of("model.vocab_size")
+            )
+            return
+        source = derived_source(f"tokenizer vocabulary ({vocab})")
+        if size != model.vocab_size:
+            set_path(container, "model.vocab_size", size, source, provenance)
+        if pad != getattr(model, "should_pad_vocab", False):
+            set_path(container, "model.should_pad_vocab", pad, source, provenance)
 
     def _derive_batch(self, container: Any, provenance: Provenance) -> None:
         model, train = container.model, container.train

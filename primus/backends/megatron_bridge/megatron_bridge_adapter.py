@@ -7,6 +7,7 @@ import logging
 from primus.backends.megatron_bridge import NAME, bootstrap, preflight
 from primus.backends.megatron_bridge.argument_builder import BuiltConfig, MegatronBridgeArgBuilder
 from primus.backends.megatron_bridge.log_noise import quiet_third_party_noise
+from primus.backends.megatron_bridge.resume import latest_checkpoint, schedule_note
 from primus.core.backend import BackendAdapter
 from primus.core.errors import PrimusUserError
 from primus.core.patches import run_patches
@@ -33,6 +34,10 @@ class MegatronBridgeAdapter(BackendAdapter):
         problems.extend(preflight.check(built.container, built.view(), ctx.env, ctx.dist.world_size).problems)
         if problems:
             raise PrimusUserError(problems.problems)
+        saved = latest_checkpoint(built.container.checkpoint.load)
+        note = schedule_note(built.container, saved) if saved else None
+        if note:
+            logger.info("%s", note)
         return built
 
     def describe(self, ctx: RunContext, native_config: BuiltConfig) -> str:

@@ -41,16 +41,19 @@ class MegatronBridgePretrainTrainer(BaseTrainer):
         logger.info("run directory: %s", self.run_dir)
 
     def init(self) -> None:
-        from primus.backends.megatron_bridge.metrics import MetricsRecorder, SignalObserver
+        from primus.backends.megatron_bridge.metrics import MetricsRecorder
+        from primus.backends.megatron_bridge.stop_signals import GracefulStop
 
         run_patches("before_train", self.ctx.patches)
         c = self.container
         self.metrics = MetricsRecorder(self.run_dir, c.train.global_batch_size * c.dataset.seq_length)
-        self.signals = SignalObserver(c.train.exit_signal)
+        self.signals = GracefulStop(c.train.exit_signal)
 
     def run_train(self) -> dict[str, Any]:
         from megatron.bridge.training.gpt_step import forward_step
         from megatron.bridge.training.pretrain import pretrain
+
+        from primus.backends.megatron_bridge.stop_signals import StopBeforeTraining, exit_code
 
         c = self.container
         logger.info(
@@ -62,16 +65,25 @@ class MegatronBridgePretrainTrainer(BaseTrainer):
             self.ctx.env.device,
         )
         try:
+            self.signals.install()
             pretrain(c, forward_step, callbacks=[self.metrics, self.signals])
-        except SystemExit as exc:
+        except StopBeforeTraining as exc:
+            raise RunPreempted(
+                f"{signal.Signals(exc.signum).name} before training started: nothing to save",
+                exit_code(exc.signum),
+            ) from None
+        except SystemExit:
             if not self.signals.received:
                 raise
             self.summary = self._finish_summary()
             raise RunPreempted(
-                f"received {signal.Signals(self.signals.signum).name} at iteration "
-                f"{self.summary.get('last_iteration')}; checkpoint saved in {c.checkpoint.save}; "
-                "continue with --resume"
-            ) from exc
+                f"{signal.Signals(self.signals.received).name} at iteration "
+                f"{self.summary.get('last_iteration')}: checkpoint saved in {c.checkpoint.save}; "
+                "continue with the same command and --resume",
+                exit_code(self.signals.received),
+            ) from None
+        finally:
+            self.signals.uninstall()
         self.summary = self._finish_summary()
         run_patches("after_train", self.ctx.patches)
         if self.ctx.config.get("convert_to_hf", False):

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from primus.backends.megatron_bridge.resume import TRACKER, latest_checkpoint, shape_mismatches
 from primus.core.environment import EnvFacts
 from primus.core.errors import ProblemCollector
 
@@ -24,51 +25,24 @@ def _precision_wants_low_bits(container: Any) -> str | None:
     return None
 
 
-TRACKER = "latest_checkpointed_iteration.txt"
-
-
 def _nearest_existing(path: Path) -> Path:
     while not path.exists() and path != path.parent:
         path = path.parent
     return path
 
 
-#: model fields that decide tensor shapes: a checkpoint saved with other values cannot load
-SHAPE_FIELDS = (
-    "num_layers",
-    "hidden_size",
-    "ffn_hidden_size",
-    "num_attention_heads",
-    "num_query_groups",
-    "kv_channels",
-    "vocab_size",
-    "num_moe_experts",
-)
-
-
 def _check_checkpoint_shape(container: Any, load: str, view, problems: ProblemCollector) -> None:
-    """Compare the model shape saved with the checkpoint (run_config.yaml) with this config."""
-    import yaml
-
-    try:
-        iteration = int((Path(load) / TRACKER).read_text().strip())
-    except (OSError, ValueError):
+    """The model as it will be built must have the shapes the checkpoint was saved with."""
+    saved = latest_checkpoint(load)
+    if saved is None:
         return
-    saved_config = Path(load) / f"iter_{iteration:07d}" / "run_config.yaml"
-    try:
-        saved = (yaml.safe_load(saved_config.read_text()) or {}).get("model") or {}
-    except (OSError, yaml.YAMLError):
-        return
-    model = container.model
-    for field in SHAPE_FIELDS:
-        ours, theirs = getattr(model, field, None), saved.get(field)
-        if ours is not None and theirs is not None and ours != theirs:
-            problems.add(
-                f"the checkpoint in {load} (iteration {iteration}) has {field}={theirs}, this config {ours}",
-                key=f"model.{field}",
-                source=view.source_of(f"model.{field}"),
-                hint="resume with the model shape the checkpoint was saved with, or start a new run_dir",
-            )
+    for field, theirs, ours in shape_mismatches(container, saved):
+        problems.add(
+            f"the checkpoint in {load} (iteration {saved.iteration}) has {field}={theirs}, this config {ours}",
+            key=f"model.{field}",
+            source=view.source_of(f"model.{field}"),
+            hint="resume with the model shape the checkpoint was saved with, or start a new run_dir",
+        )
 
 
 def _check_directories(container: Any, view, problems: ProblemCollector) -> None:

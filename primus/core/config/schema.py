@@ -45,7 +45,9 @@ PRIMUS_KEYS: dict[str, KeySpec] = {
         (bool,), False, "continue from the latest checkpoint in checkpoint.load or the run dir"
     ),
     "start_over": KeySpec(
-        (bool,), False, "move an earlier run in run_dir aside (RUN_DIR.old-TIME, never deleted) and start again"
+        (bool,),
+        False,
+        "move an earlier run in run_dir aside (RUN_DIR.old-TIME, never deleted) and start again",
     ),
     "trust_remote_code": KeySpec(
         (bool,), False, "allow HuggingFace code from model repos (off unless asked)"

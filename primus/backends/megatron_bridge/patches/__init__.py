@@ -1,3 +1,9 @@
 """Megatron-Bridge patches. Importing this registers them (cheap: no Megatron import)."""
 
-from primus.backends.megatron_bridge.patches import compat_setup, conversion, model_settings, perf  # noqa: F401
+from primus.backends.megatron_bridge.patches import (  # noqa: F401
+    compat_setup,
+    conversion,
+    model_settings,
+    perf,
+    run_control,
+)
