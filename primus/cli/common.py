@@ -33,6 +33,13 @@ def global_options(*, for_subcommand: bool = False) -> argparse.ArgumentParser:
     parent.add_argument(
         "--log-all-ranks", action="store_true", default=default, help="log from every rank, not only rank 0"
     )
+    parent.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        default=default,
+        help="the full resolved config and every library's log on the console (else in RUN_DIR/primus.log)",
+    )
     return parent
 
 
@@ -133,6 +140,7 @@ def train_request(args: argparse.Namespace):
         overrides=list(args.overrides),
         flags=flags,
         dry_run=getattr(args, "dry_run", False),
+        verbose=getattr(args, "verbose", False) or getattr(args, "full", False),
     )
 
 
@@ -147,7 +155,12 @@ def _launcher_rank() -> int:
 
 def run_command(fn: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
     """Run a command; a user error becomes one clear message and exit code 2."""
-    setup_logging(_launcher_rank(), log_all_ranks=args.log_all_ranks, debug=args.debug)
+    setup_logging(
+        _launcher_rank(),
+        log_all_ranks=args.log_all_ranks,
+        debug=args.debug,
+        verbose=getattr(args, "verbose", False),
+    )
     try:
         return fn(args) or 0
     except PrimusUserError as exc:

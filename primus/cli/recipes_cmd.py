@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 from primus.cli.common import OVERRIDES_HELP
 
@@ -32,7 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="local HF model directory whose config.json replaces the recipe's (for recipes not shipped)",
     )
-    show.add_argument("--no-sources", action="store_true", help="plain YAML without provenance comments")
+    show.add_argument(
+        "--full", action="store_true", help="the whole config tree, every value with its source"
+    )
+    show.add_argument(
+        "--no-sources", action="store_true", help="with --full: plain YAML without provenance comments"
+    )
     show.set_defaults(func=show_recipe)
 
 
@@ -63,33 +67,22 @@ def list_recipes(args: argparse.Namespace) -> int:
 
 
 def show_recipe(args: argparse.Namespace) -> int:
-    from primus.backends.megatron_bridge import CONFIG_SECTIONS
-    from primus.backends.megatron_bridge.config_tree import Provenance, apply_section
-    from primus.backends.megatron_bridge.recipes import build_recipe, resolve_recipe
-    from primus.core.config import load_config
-    from primus.core.config.schema import validate_top_level
-    from primus.core.errors import ProblemCollector
+    """The recipe as `primus train --recipe NAME` would build it (same builder, no preflight)."""
+    import primus.backends  # noqa: F401  (registers the built-in backends)
+    from primus.backends.megatron_bridge.recipes import resolve_recipe
+    from primus.core.backend import BACKENDS
+    from primus.core.runtime import TrainRequest, build_context
 
     info = resolve_recipe(args.name)
-    user = load_config(None, args.overrides, flags={"hf_model_name_or_path": args.hf_model_name_or_path})
-    problems = ProblemCollector()  # every problem reported at once, after the build
-    validate_top_level(user, CONFIG_SECTIONS, problems)
-    container = build_recipe(info.name, hf_config_dir=user.get("hf_model_name_or_path", None))
-    provenance = Provenance(f"recipe:{args.name}")
-    for section in CONFIG_SECTIONS:
-        if section not in user.data:
-            continue
-        values, target = user.get(section), getattr(container, section, None)
-        if isinstance(values, dict) and dataclasses.is_dataclass(target):
-            apply_section(target, values, section, user, provenance, problems)
-        else:
-            problems.add(
-                "only fields of a section the recipe sets can be overridden here",
-                key=section,
-                source=user.source_of(section),
-            )
-    problems.raise_if_any()
-
+    flags = {"recipe": args.name, "hf_model_name_or_path": args.hf_model_name_or_path}
+    ctx = build_context(TrainRequest(overrides=list(args.overrides), flags=flags, dry_run=True))
+    adapter = BACKENDS.get(ctx.config.get("framework"))
+    adapter.prepare_environment(ctx)
+    built = adapter.build_config(ctx, preflight_checks=False)
     print(f"# recipe {args.name} -> {info.name} ({info.module})")
-    print(provenance.view(container, CONFIG_SECTIONS).to_yaml(with_sources=not args.no_sources), end="")
+    if args.full:
+        print(built.view().to_yaml(with_sources=not args.no_sources), end="")
+    else:
+        print(adapter.summary(ctx, built, with_run_dir=False))
+        print("# the whole config, every value with its source: add --full")
     return 0

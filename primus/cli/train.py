@@ -16,7 +16,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--dry_run",
         dest="dry_run",
         action="store_true",
-        help="build and validate the config, print it with sources, train nothing",
+        help="build and validate the config, print its summary, train nothing",
+    )
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="with --dry-run: the whole config tree, every value with its source",
     )
 
 

@@ -167,7 +167,7 @@ def run_patches(
             applied.add(patch)
             outcome = PatchOutcome(patch.id, True, patch.condition.text)
         verb = "applied" if outcome.applied else "skipped"
-        logger.info("patch %s %s (%s): %s", patch.id, verb, outcome.reason, patch.description)
+        logger.debug("patch %s %s (%s): %s", patch.id, verb, outcome.reason, patch.description)
         outcomes.append(outcome)
     ctx.state.setdefault("patch_outcomes", []).extend(outcomes)
     return outcomes

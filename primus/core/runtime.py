@@ -19,7 +19,8 @@ from primus.core.config.resolved import derived_source
 from primus.core.config.schema import validate_top_level
 from primus.core.distributed import DistEnv, resolve_dist_env
 from primus.core.environment import EnvFacts, detect
-from primus.core.errors import ProblemCollector
+from primus.core.errors import PrimusUserError, ProblemCollector
+from primus.core.logging_setup import hold_console
 from primus.core.patches import PATCHES, PatchContext, disabled_patch_ids
 from primus.core.run_lock import RunDirLock
 from primus.core.trainer import run_lifecycle
@@ -35,6 +36,8 @@ class TrainRequest:
     overrides: list[str] = field(default_factory=list)
     flags: dict[str, Any] = field(default_factory=dict)
     dry_run: bool = False
+    #: print the whole resolved config (dry run, start of training) and every library's output
+    verbose: bool = False
 
 
 @dataclass
@@ -48,6 +51,7 @@ class RunContext:
     run_dir: Path
     dry_run: bool = False
     config_path: str | None = None
+    verbose: bool = False
 
 
 def experiment_name(cfg: ResolvedConfig, config_path: str | None) -> str:
@@ -72,7 +76,7 @@ def resolve_config(
     cfg = load_config(request.config_path, request.overrides, request.flags, environ)
     spec = registry.spec(cfg.get("framework"), cfg.source_of("framework"))
     if names_no_model(request, cfg) and spec.default_config:
-        logger.info(
+        logger.debug(
             "no --config, --recipe or --convert_from_hf: starting from the embedded tiny model %s "
             "(its values are marked with that file in config.yaml)",
             spec.default_config,
@@ -120,15 +124,17 @@ def build_context(
         run_dir=Path(cfg.get("run_dir")),
         dry_run=request.dry_run,
         config_path=request.config_path,
+        verbose=request.verbose,
     )
 
 
 def train(request: TrainRequest, registry: BackendRegistry = BACKENDS) -> Any:
     """Build the run, then either describe it (dry run) or drive the trainer's lifecycle."""
-    ctx = build_context(request, registry)
-    adapter = registry.get(ctx.config.get("framework"))
-    adapter.prepare_environment(ctx)
-    native = adapter.build_config(ctx)
+    with hold_console(drop_on=(PrimusUserError,)):  # a user error prints first and alone
+        ctx = build_context(request, registry)
+        adapter = registry.get(ctx.config.get("framework"))
+        adapter.prepare_environment(ctx)
+        native = adapter.build_config(ctx)
     if ctx.dry_run:
         print(adapter.describe(ctx, native), end="")
         logger.info("dry run: configuration is valid; nothing was trained or written")

@@ -104,7 +104,7 @@ class MegatronBridgeArgBuilder:
             from primus.backends.megatron_bridge.recipes import build_recipe, resolve_recipe
 
             info = resolve_recipe(recipe)
-            logger.info("recipe %s -> %s", recipe, info.name)
+            logger.debug("recipe %s -> %s", recipe, info.name)
             hf_path = self.user.get("hf_model_name_or_path", None)
             hf_dir = hf_path if hf_path and Path(hf_path).is_dir() else None
             return build_recipe(info.name, hf_config_dir=hf_dir), Provenance(recipe_source(recipe))
@@ -217,7 +217,7 @@ class MegatronBridgeArgBuilder:
             getattr(container.dataset, "blend", None) is None
             and getattr(container.dataset, "data_path", None) is None
         ):
-            logger.info("no data_path: training on mock data (random tokens)")
+            logger.debug("no data_path: training on mock data (random tokens)")
 
         if not self._user_set("checkpoint.save"):
             set_path(

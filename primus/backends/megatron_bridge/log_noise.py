@@ -8,10 +8,18 @@ Primus's own patch log already says which code paths are used and why.
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 
 #: logger -> level in a normal run
 QUIET_LOGGERS = {"megatron.bridge.utils.import_utils": logging.WARNING}
+#: logger -> messages (regex) that restate what Primus already handles for this run
+QUIET_MESSAGES = {
+    # without TE/Apex the fusion is off, or provided by the wgrad_accumulation_fusion patch on CUDA
+    "megatron.bridge.utils.fusions": r"gradient_accumulation_fusion requires either TransformerEngine",
+    # importing Megatron on a machine without CUDA (the CPU mode says so in the run's summary)
+    "torch.utils.cpp_extension": r"No CUDA runtime is found",
+}
 #: (message regex, module regex) of UserWarnings that only restate the TE/Apex-free setup
 QUIET_WARNINGS = (
     (r"Apex is not installed", r"megatron\."),
@@ -19,7 +27,21 @@ QUIET_WARNINGS = (
     (r"Only transformer-engine>=", r"megatron\."),
     (r"MimoModelConfig is experimental", r"megatron\."),
     (r"'pin_memory' argument is set as true but no accelerator", r"torch\."),
+    (r"Function 'pretrain' is experimental", r""),
+    (r"`build_tokenizer` is deprecated", r"megatron\."),
+    (r"torch.distributed is disabled, unavailable or uninitialized", r"torch\."),
 )
+
+
+class _DropMessage(logging.Filter):
+    """Drops the records whose message matches (other records of that logger pass)."""
+
+    def __init__(self, pattern: str) -> None:
+        super().__init__()
+        self.pattern = re.compile(pattern)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not self.pattern.search(record.getMessage())
 
 
 class _BelowLevel(logging.Filter):
@@ -40,5 +62,9 @@ def quiet_third_party_noise() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _BelowLevel) for f in logger.filters):
             logger.addFilter(_BelowLevel(level))
+    for name, pattern in QUIET_MESSAGES.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropMessage) for f in logger.filters):
+            logger.addFilter(_DropMessage(pattern))
     for message, module in QUIET_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=UserWarning, module=module)

@@ -8,6 +8,7 @@ from primus.backends.megatron_bridge import NAME, bootstrap, preflight
 from primus.backends.megatron_bridge.argument_builder import BuiltConfig, MegatronBridgeArgBuilder
 from primus.backends.megatron_bridge.log_noise import quiet_third_party_noise
 from primus.backends.megatron_bridge.resume import latest_checkpoint, schedule_note
+from primus.backends.megatron_bridge.run_summary import summary_block
 from primus.core.backend import BackendAdapter
 from primus.core.errors import PrimusUserError
 from primus.core.patches import run_patches
@@ -26,11 +27,14 @@ class MegatronBridgeAdapter(BackendAdapter):
         run_patches("setup", ctx.patches)
         bootstrap.mark_prepared(ctx.patches)
 
-    def build_config(self, ctx: RunContext) -> BuiltConfig:
+    def build_config(self, ctx: RunContext, *, preflight_checks: bool = True) -> BuiltConfig:
+        """The ConfigContainer for this run; ``preflight_checks=False`` only describes it (recipes show)."""
         built = MegatronBridgeArgBuilder(ctx.config, ctx.env, ctx.dist.world_size).build()
         ctx.patches.native_config = built
         problems = preflight.check_requested(built.container, built.view(), ctx.env)
         run_patches("build_args", ctx.patches)
+        if not preflight_checks:
+            return built
         problems.extend(preflight.check(built.container, built.view(), ctx.env, ctx.dist.world_size).problems)
         if problems:
             raise PrimusUserError(problems.problems)
@@ -41,10 +45,22 @@ class MegatronBridgeAdapter(BackendAdapter):
         return built
 
     def describe(self, ctx: RunContext, native_config: BuiltConfig) -> str:
-        applied = [o.patch_id for o in ctx.patches.state.get("patch_outcomes", []) if o.applied]
+        """``--dry-run``: the summary block; with ``--full`` / ``--verbose`` the whole tree too."""
         header = f"# primus train --dry-run: framework {NAME}, device {ctx.env.device}, world size {ctx.dist.world_size}\n"
-        header += f"# patches applied: {', '.join(applied) or 'none'}\n"
-        return header + native_config.view().to_yaml()
+        text = header + self.summary(ctx, native_config) + "\n"
+        if ctx.verbose:
+            return text + native_config.view().to_yaml()
+        return text + "# the whole config, every value with its source: add --full\n"
+
+    def summary(self, ctx: RunContext, built: BuiltConfig, *, with_run_dir: bool = True) -> str:
+        applied = [o.patch_id for o in ctx.patches.state.get("patch_outcomes", []) if o.applied]
+        return summary_block(
+            built,
+            world_size=ctx.dist.world_size,
+            device=ctx.env.device,
+            patches=applied,
+            run_dir=ctx.run_dir if with_run_dir else None,
+        )
 
     def create_trainer(self, ctx: RunContext, native_config: BuiltConfig):
         from primus.backends.megatron_bridge.megatron_bridge_pretrain_trainer import (

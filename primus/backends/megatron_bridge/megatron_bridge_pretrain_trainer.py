@@ -2,20 +2,38 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from primus.backends.megatron_bridge.argument_builder import BuiltConfig
+from primus.backends.megatron_bridge.run_summary import summary_block
 from primus.core.errors import RunPreempted
+from primus.core.logging_setup import log_to_file
 from primus.core.patches import run_patches
 from primus.core.run_dir import move_earlier_run_aside
 from primus.core.runtime import RunContext
 from primus.core.trainer import BaseTrainer
 
 logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def megatron_output(path: Path, *, show: bool) -> Iterator[None]:
+    """Megatron's own prints (config dump, per-iteration report, timers) go to ``path``.
+
+    The console keeps Primus's progress line and every library's warnings; ``--verbose``
+    (``show``) leaves Megatron's output on the console as well.
+    """
+    if show:
+        yield
+        return
+    with open(path, "a", encoding="utf-8") as sink, contextlib.redirect_stdout(sink):
+        yield
 
 
 class MegatronBridgePretrainTrainer(BaseTrainer):
@@ -37,8 +55,20 @@ class MegatronBridgePretrainTrainer(BaseTrainer):
             move_earlier_run_aside(self.run_dir, [Path(self.container.checkpoint.save)])
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.ctx.dist.is_main:
+            log_to_file(self.run_dir / "primus.log")
             (self.run_dir / "config.yaml").write_text(self.built.view().to_yaml())
-        logger.info("run directory: %s", self.run_dir)
+        if self.ctx.verbose:
+            logger.info("the resolved config:\n%s", self.built.view().to_yaml())
+        adapter_summary = summary_block(
+            self.built,
+            world_size=self.ctx.dist.world_size,
+            device=self.ctx.env.device,
+            patches=[o.patch_id for o in self.ctx.patches.state.get("patch_outcomes", []) if o.applied],
+            run_dir=self.run_dir,
+        )
+        logger.info(
+            "training %s\n%s", self.built.recipe or self.ctx.config.get("name", None) or "", adapter_summary
+        )
 
     def init(self) -> None:
         from primus.backends.megatron_bridge.metrics import MetricsRecorder
@@ -53,20 +83,19 @@ class MegatronBridgePretrainTrainer(BaseTrainer):
         from megatron.bridge.training.gpt_step import forward_step
         from megatron.bridge.training.pretrain import pretrain
 
+        from primus.backends.megatron_bridge.progress import ProgressLine
         from primus.backends.megatron_bridge.stop_signals import StopBeforeTraining, exit_code
 
         c = self.container
-        logger.info(
-            "training %s: %d iterations, global batch %d x seq %d, device %s",
-            self.built.recipe or "model from config",
-            c.train.train_iters,
-            c.train.global_batch_size,
-            c.dataset.seq_length,
-            self.ctx.env.device,
+        progress = ProgressLine(
+            c.train.train_iters, c.logger.log_interval, c.train.global_batch_size * c.dataset.seq_length
         )
         try:
             self.signals.install()
-            pretrain(c, forward_step, callbacks=[self.metrics, self.signals])
+            with megatron_output(
+                self.run_dir / "megatron.log", show=self.ctx.verbose or not self.ctx.dist.is_main
+            ):
+                pretrain(c, forward_step, callbacks=[self.metrics, self.signals, progress])
         except StopBeforeTraining as exc:
             raise RunPreempted(
                 f"{signal.Signals(exc.signum).name} before training started: nothing to save",
@@ -131,8 +160,15 @@ class MegatronBridgePretrainTrainer(BaseTrainer):
             f"  iterations     {s.get('start_iteration')} -> {s.get('last_iteration')} ({s.get('iterations_run')} run)",
             f"  loss           {_fmt(s.get('first_loss'))} -> {_fmt(s.get('last_loss'))}",
             f"  throughput     {tps:,.0f} tokens/s" if tps else "  throughput     n/a",
+            *(
+                [
+                    f"  validation     loss {_fmt(s['validation_loss'])} at iteration {s.get('validation_iteration')}"
+                ]
+                if s.get("validation_loss") is not None
+                else []
+            ),
             f"  checkpoint     {s.get('checkpoint')}",
-            f"  run directory  {s.get('run_dir')}",
+            f"  run directory  {s.get('run_dir')} (plots: primus report {s.get('run_dir')})",
         ]
         logger.info("\n".join(lines))
         if self.ctx.dist.is_main:

@@ -92,7 +92,7 @@ def cpu_execution(ctx: PatchContext) -> None:
 
     from primus.backends.megatron_bridge.patches import cpu_runtime
 
-    logger.warning(
+    logger.debug(  # the run's summary says it: "precision fp32 (CPU: development / smoke-test mode)"
         "CPU execution: development / smoke-test mode (CUDA calls redirected to the CPU; slow, fp32 only)"
     )
     cpu_runtime.enable()
