@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
 
 import pytest
 
 from tests.conftest import REPO
 
 pytestmark = [pytest.mark.megatron, pytest.mark.slow]
-
-TINY = REPO / "primus" / "configs" / "tiny_llama.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -53,24 +53,26 @@ def test_indexed_dataset_round_trips_with_eod(prepared):
 
 
 def test_train_on_prepared_data_with_its_tokenizer_then_report(prepared, tmp_path):
+    """The command `data prepare` prints trains as printed: no --config, the embedded tiny Llama."""
     from tests.conftest import run_cli
 
-    prefix, _, _ = prepared
-    run_dir = tmp_path / "run"
-    out = run_cli(
-        "train", "--config", str(TINY), "--run_dir", str(run_dir), "--data_path", str(prefix),
-        "tokenizer.tokenizer_type=HuggingFaceTokenizer", f"tokenizer.tokenizer_model={prefix}_tokenizer",
-        "train.train_iters=6", "checkpoint.save_interval=6", "logger.log_interval=2",
-    )  # fmt: skip
+    prefix, _, out = prepared
+    (printed,) = [line for line in out.stdout.splitlines() if line.startswith("train on it:")]
+    command = shlex.split(printed.removeprefix("train on it:"))
+    assert command[:2] == ["primus", "train"] and "--config" not in command and "--recipe" not in command
+    assert f"tokenizer.tokenizer_model={prefix}_tokenizer" in command
+    out = run_cli(*command[1:], cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
+    run_dir = tmp_path / "runs" / "tiny_llama"
     config = (run_dir / "config.yaml").read_text()
+    assert re.search(r"^  num_layers: 2  # .*tiny_llama\.yaml:\d+$", config, re.M), config
     assert "split: 1,0,0  # derived:validation.eval_iters=0" in config
-    assert "padded vocab (size: 1024)" in out.stdout + out.stderr
+    assert re.search(r"^  vocab_size: 1024  # derived:", config, re.M)  # the tokenizer's, not 256
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["last_iteration"] == 6 and summary["last_loss"] < summary["first_loss"]
+    assert summary["last_iteration"] == 20 and summary["last_loss"] < summary["first_loss"]
 
     report = run_cli("report", str(run_dir))
     assert report.returncode == 0, report.stderr[-3000:]
-    assert "iterations   1 -> 6" in report.stdout and "throughput   median" in report.stdout
+    assert "iterations   1 -> 20" in report.stdout and "throughput   median" in report.stdout
     assert (run_dir / "report.png").stat().st_size > 20_000
     assert "tensorboard" in (run_dir / "report.txt").read_text()

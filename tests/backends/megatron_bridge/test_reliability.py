@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -86,11 +87,44 @@ def test_sigterm_saves_a_checkpoint_and_exits_143(tmp_path):
     _, stderr = proc.communicate(timeout=240)
     kill_group(proc)  # no-op unless a spawned writer outlived the run
     assert proc.returncode == 143, stderr[-3000:]
-    assert "primus: stopped: received SIGTERM at iteration" in stderr and "continue with --resume" in stderr
+    assert "primus: stopped: SIGTERM at iteration" in stderr and "--resume" in stderr
+    assert "Traceback" not in stderr and "Pretrain failed" not in stderr
     saved = tracker(run_dir)
     assert saved is not None and saved >= 3
     summary, _ = resume(run_dir, saved + 2)
     assert summary["start_iteration"] == saved and summary["last_iteration"] == saved + 2
+
+
+def test_ctrl_c_saves_a_checkpoint_at_the_iteration_boundary_and_exits_130(tmp_path):
+    run_dir = tmp_path / "int"
+    proc = start(run_dir, "checkpoint.save_interval=100000")
+    wait_for(lambda: iterations(run_dir) >= 5, proc)
+    os.kill(proc.pid, signal.SIGINT)  # the process only, as a terminal's Ctrl-C reaches Python
+    _, stderr = proc.communicate(timeout=240)
+    kill_group(proc)
+    assert proc.returncode == 130, stderr[-3000:]
+    stopped = re.search(r"primus: stopped: SIGINT at iteration (\d+)", stderr)
+    assert stopped and "--resume" in stderr, stderr[-3000:]
+    assert "Traceback" not in stderr
+    assert tracker(run_dir) == int(stopped.group(1)) >= 5
+
+
+def test_sigterm_before_the_first_iteration_stops_at_once(tmp_path):
+    run_dir = tmp_path / "early"
+    proc = start(run_dir)
+    wait_for(lambda: (run_dir / "config.yaml").exists(), proc)
+    time.sleep(3)  # Megatron is initialising (~15 s on a CPU): no iteration has run
+    sent = time.time()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        kill_group(proc)
+    assert time.time() - sent < 10, f"took {time.time() - sent:.0f} s to stop"
+    assert proc.returncode == 143, stderr[-3000:]
+    assert "primus: stopped: SIGTERM before training started: nothing to save" in stderr
+    assert "Traceback" not in stderr
+    assert iterations(run_dir) == 0 and tracker(run_dir) is None
 
 
 def test_sigkill_then_resume_from_last_complete_checkpoint(tmp_path):
