@@ -67,6 +67,19 @@ def split_counts(prefix: str, split: str, lengths=None) -> SplitCounts:
     return SplitCounts(prefix, tuple(sequences), tuple(tokens))
 
 
+def measure(prefixes: list[str], split: str) -> list[SplitCounts]:
+    """``split_counts`` of every readable prefix (an unreadable ``.idx`` is Megatron's to report)."""
+    out = []
+    for prefix in prefixes:
+        try:
+            lengths = sequence_lengths(prefix)
+        except (OSError, ValueError, AssertionError) as exc:
+            logger.debug("cannot read %s.idx (%s): its splits are not checked", prefix, exc)
+            continue
+        out.append(split_counts(prefix, split, lengths))
+    return out
+
+
 def samples_per_split(container: Any) -> tuple[int, int, int]:
     """Samples Bridge will ask of each split (its own function, so the numbers match)."""
     from megatron.bridge.data.loaders import get_train_valid_test_num_samples

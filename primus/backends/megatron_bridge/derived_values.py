@@ -158,12 +158,13 @@ class DerivedValues:
         prefixes = [p for p in blend[0] if Path(p + ".idx").is_file()]
         if not split or not prefixes:
             return
-        counts = [data_splits.split_counts(p, split) for p in prefixes]
+        counts = data_splits.measure(prefixes, split)
         if not any(c.empty_splits() for c in counts):
             return
         smallest = min(c.total for c in counts)
         derived = data_splits.working_split(split, smallest)
-        if derived is None or any(data_splits.split_counts(p, derived).empty_splits() for p in prefixes):
+        readable = [c.prefix for c in counts]
+        if derived is None or any(c.empty_splits() for c in data_splits.measure(readable, derived)):
             return  # preflight explains why no split works
         logger.info(
             "dataset.split %s would leave a split of this %d-sequence corpus empty; using %s",

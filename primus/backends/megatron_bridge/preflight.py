@@ -151,8 +151,10 @@ def _check_splits(container: Any, src, problems: ProblemCollector) -> None:
     prefixes = [p for p in blend[0] if Path(p + ".idx").is_file()]
     if not prefixes:
         return
+    counts = data_splits.measure(prefixes, split)
+    if not counts:
+        return
     samples = data_splits.samples_per_split(container)
-    counts = [data_splits.split_counts(p, split) for p in prefixes]
     smallest = min(c.total for c in counts)
     working = data_splits.working_split(split, smallest)
     for c in counts:

@@ -5,12 +5,9 @@ from __future__ import annotations
 import pytest
 
 from primus.backends.megatron_bridge import NAME, preflight
-from primus.backends.megatron_bridge.argument_builder import (
-    MegatronBridgeArgBuilder,
-    llama_ffn_hidden_size,
-    padded_vocab_size,
-)
+from primus.backends.megatron_bridge.argument_builder import MegatronBridgeArgBuilder
 from primus.backends.megatron_bridge.bootstrap import prepare_imports
+from primus.backends.megatron_bridge.derived_values import llama_ffn_hidden_size, padded_vocab_size
 from primus.core.config import load_config
 from primus.core.environment import EnvFacts
 from primus.core.errors import ConfigError

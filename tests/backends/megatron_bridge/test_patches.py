@@ -63,6 +63,7 @@ EXPECTED = {
     "megatron_bridge.tokenizerless_export": (True, True, True),
     "megatron_bridge.distopt_te_free_checkpoint": (False, True, True),
     "megatron_bridge.zero_centered_norm": (False, True, True),
+    "megatron_bridge.stop_before_training": (True, True, True),
 }
 
 

@@ -331,6 +331,7 @@ def test_cli_show_prints_recipe_values_and_overrides_with_sources(cli, tmp_path)
         "show",
         "llama32_1b",
         "train.train_iters=5",
+        "--full",
         env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)},
     )
     assert out.returncode == 0, out.stderr[-3000:]
@@ -343,6 +344,17 @@ def test_cli_show_prints_recipe_values_and_overrides_with_sources(cli, tmp_path)
     assert "  num_layers: 16  # recipe:llama32_1b" in lines
     assert "  hidden_size: 2048  # recipe:llama32_1b" in lines
     assert {"model:", "train:", "optimizer:", "tokenizer:"} <= set(lines)
+
+    summary = cli(
+        "recipes",
+        "show",
+        "llama32_1b",
+        "train.train_iters=5",
+        env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)},
+    )
+    assert summary.returncode == 0, summary.stderr[-3000:]
+    assert "16 layers, hidden 2048, 32 heads / 8 KV groups, FFN 8192" in summary.stdout
+    assert "5 iterations x global batch 512" in summary.stdout and "add --full" in summary.stdout
 
 
 @pytest.mark.megatron
