@@ -2,8 +2,9 @@
 
 - Console (stderr): Primus's own INFO and up, other libraries' WARNING and up, rank 0 only
   (``--verbose``: every library's INFO; ``--debug``: everything; ``--log-all-ranks``).
-- ``RUN_DIR/primus.log``: every record at INFO and up from every library, including the ones
-  logged before the run directory existed (held in memory until then).
+- ``RUN_DIR/primus.log``: every record at INFO and up from every library, and Primus's DEBUG
+  lines (which patch applied or was skipped, and why), including those logged before the run
+  directory existed (held in memory until then).
 - While a config is being built the console is held: a user error then prints first and alone,
   and the held lines are dropped; on success they are shown.
 """
@@ -112,9 +113,10 @@ def setup_logging(
     root.addHandler(handler)
     early = _EarlyRecords()
     early._primus = "early"  # type: ignore[attr-defined]
-    early.setLevel(logging.INFO)
+    early.setLevel(logging.DEBUG)
     root.addHandler(early)
     root.setLevel(logging.DEBUG if debug else logging.INFO)
+    logging.getLogger("primus").setLevel(logging.DEBUG)  # Primus's DEBUG lines reach the log file
     logging.captureWarnings(True)  # warnings.warn -> the py.warnings logger: filtered like the rest
 
 
@@ -150,7 +152,7 @@ def log_to_file(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     file_handler = logging.FileHandler(path, encoding="utf-8")
     file_handler._primus = "file"  # type: ignore[attr-defined]
-    file_handler.setLevel(logging.INFO)
+    file_handler.setLevel(logging.DEBUG)
     file_handler.setFormatter(logging.Formatter(_FILE_FORMAT, datefmt="%Y-%m-%d %H:%M:%S"))
     for handler in list(root.handlers):
         if getattr(handler, "_primus", None) == "early":

@@ -38,6 +38,8 @@ class TrainRequest:
     dry_run: bool = False
     #: print the whole resolved config (dry run, start of training) and every library's output
     verbose: bool = False
+    #: set when no config, recipe or HF model was named and the backend's tiny default is used
+    embedded_config: bool = False
 
 
 @dataclass
@@ -52,6 +54,7 @@ class RunContext:
     dry_run: bool = False
     config_path: str | None = None
     verbose: bool = False
+    embedded_config: bool = False
 
 
 def experiment_name(cfg: ResolvedConfig, config_path: str | None) -> str:
@@ -82,6 +85,7 @@ def resolve_config(
             spec.default_config,
         )
         request.config_path = spec.default_config
+        request.embedded_config = True
         cfg = load_config(spec.default_config, request.overrides, request.flags, environ)
     problems = ProblemCollector()
     validate_top_level(cfg, spec.sections, problems)
@@ -125,6 +129,7 @@ def build_context(
         dry_run=request.dry_run,
         config_path=request.config_path,
         verbose=request.verbose,
+        embedded_config=request.embedded_config,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from primus.report.run_report import RunMetrics, smooth, steady
+from primus.report.run_report import RunMetrics, smooth, smoothed_ends, steady
 
 
 def _axis(ax, title: str, ylabel: str) -> None:
@@ -80,8 +80,9 @@ def draw(metrics: RunMetrics, out: Path) -> Path:
 
     name = metrics.run_dir.resolve().name
     title = (
-        f"Primus run {name}: iterations {steps[0]}-{steps[-1]}, "
-        f"loss {smoothed[0]:.3f} -> {smoothed[-1]:.3f} (smoothed)"
+        f"Primus run {name}: iterations {steps[0]}-{steps[-1]}, loss {{:.3f}} -> {{:.3f}} (smoothed)".format(
+            *smoothed_ends(losses)
+        )
     )
     if v_losses:
         title += f", validation {v_losses[-1]:.3f}"

@@ -182,6 +182,27 @@ def smooth(values: list[float], weight: float = 0.9) -> list[float]:
     return out
 
 
+def end_span(n: int) -> int:
+    """How many iterations each end of an ``n``-point series is smoothed over (1 to 10)."""
+    return max(1, min(10, n // 10))
+
+
+def _how_smoothed(n: int) -> str:
+    span = end_span(n)
+    return f"smoothed over ~{span} iterations at each end" if span > 1 else "first and last iteration"
+
+
+def smoothed_ends(values: list[float]) -> tuple[float, float]:
+    """First and last value of a noisy series, each an EMA towards its own end.
+
+    The forward EMA's first point is the raw first value (bias correction); running the same
+    EMA backwards gives the start the smoothing the end gets. The span grows with the series
+    (10 iterations from 100 on), so a short run's ends stay what they were.
+    """
+    weight = 1.0 - 1.0 / end_span(len(values))
+    return smooth(values[::-1], weight)[-1], smooth(values, weight)[-1]
+
+
 def train_time(metrics: RunMetrics) -> tuple[float | None, str]:
     """Seconds spent training, across every run of a resumed run directory, and how it was
     measured: the sum of metrics.jsonl's per-iteration ``seconds`` (one row per iteration),
@@ -199,12 +220,12 @@ def summary_text(metrics: RunMetrics) -> str:
     lrs = metrics.get("lr")[1]
     tps = steady(*metrics.get("tokens_per_second"), metrics.resumes)[1]
     gns = metrics.get("grad_norm")[1]
-    smoothed = smooth(losses)
+    first, last = smoothed_ends(losses)
     best = min(range(len(losses)), key=losses.__getitem__)
     lines = [
         f"run          {metrics.run_dir}",
         f"iterations   {steps[0]} -> {steps[-1]} ({len(steps)} logged)",
-        f"loss         {smoothed[0]:.4f} -> {smoothed[-1]:.4f} (smoothed, EMA 0.9; last iteration "
+        f"loss         {first:.4f} -> {last:.4f} ({_how_smoothed(len(losses))}; last iteration "
         f"{losses[-1]:.4f}; lowest {losses[best]:.4f} at iteration {steps[best]})",
     ]
     v_steps, v_losses = metrics.get("validation_loss")

@@ -111,6 +111,6 @@ def test_report_from_metrics_jsonl_alone(cli, tmp_path):
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     out = cli("report", str(tmp_path))
     assert out.returncode == 0, out.stderr
-    assert "loss         5.0000 -> 1.1728 (smoothed, EMA 0.9; last iteration 0.5000" in out.stdout
+    assert "loss         5.0000 -> 0.5000 (first and last iteration; last iteration 0.5000" in out.stdout
     assert (tmp_path / "report.png").stat().st_size > 10_000
     assert (tmp_path / "report.txt").read_text().startswith("run ")

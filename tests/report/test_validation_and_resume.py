@@ -66,9 +66,10 @@ def test_train_time_sums_the_iterations_of_every_run(tmp_path, capsys):
 def test_loss_first_to_last_is_smoothed(tmp_path, capsys):
     losses = [5.0 / i + (0.4 if i % 2 else -0.4) for i in range(1, 21)]
     write_rows(tmp_path, [row(i, loss) for i, loss in enumerate(losses, start=1)])
-    smoothed = smooth(losses)
+    first, last = smooth(losses[::-1], 0.5)[-1], smooth(losses, 0.5)[-1]  # 20 points: a span of 2
+    assert abs(first - losses[0]) > 0.3  # not the one noisy first iteration
     text = report(tmp_path, capsys)
-    assert f"loss         {smoothed[0]:.4f} -> {smoothed[-1]:.4f} (smoothed" in text
+    assert f"loss         {first:.4f} -> {last:.4f} (smoothed" in text
     assert f"last iteration {losses[-1]:.4f}" in text
 
 

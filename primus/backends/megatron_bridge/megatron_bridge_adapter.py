@@ -60,6 +60,8 @@ class MegatronBridgeAdapter(BackendAdapter):
             device=ctx.env.device,
             patches=applied,
             run_dir=ctx.run_dir if with_run_dir else None,
+            config_path=ctx.config_path,
+            embedded_config=ctx.embedded_config,
         )
 
     def create_trainer(self, ctx: RunContext, native_config: BuiltConfig):

@@ -65,6 +65,8 @@ class MegatronBridgePretrainTrainer(BaseTrainer):
             device=self.ctx.env.device,
             patches=[o.patch_id for o in self.ctx.patches.state.get("patch_outcomes", []) if o.applied],
             run_dir=self.run_dir,
+            config_path=self.ctx.config_path,
+            embedded_config=self.ctx.embedded_config,
         )
         logger.info(
             "training %s\n%s", self.built.recipe or self.ctx.config.get("name", None) or "", adapter_summary

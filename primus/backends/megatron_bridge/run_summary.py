@@ -55,13 +55,18 @@ def _model_line(model: Any) -> str:
     return ", ".join(parts) + (f"; ~{_count(params)} parameters" if params else "")
 
 
-def _origin(view: Any, recipe: str | None) -> str:
+def _origin(view: Any, recipe: str | None, config_path: str | None, embedded: bool) -> str:
+    parts = []
     if view.get("convert_from_hf", False):
-        return f"from the HF model {view.get('hf_model_name_or_path')}"
+        parts.append(f"weights and architecture from the HF model {view.get('hf_model_name_or_path')}")
     if recipe:
-        return f"recipe {recipe}"
-    source = str(view.source_of("model.num_layers") or "")
-    return f"from {source.rsplit(':', 1)[0]}" if ":" in source else "from this config"
+        parts.append(f"recipe {recipe}")
+    if config_path:
+        parts.append(
+            f"config {config_path}"
+            + (" (the embedded tiny model: no --config or --recipe)" if embedded else "")
+        )
+    return "; ".join(parts) or "built from the command line"
 
 
 def _data_line(container: Any, view: Any) -> str:
@@ -147,13 +152,20 @@ def _validation_line(container: Any) -> str:
 
 
 def summary_block(
-    built: Any, *, world_size: int, device: str, patches: list[str], run_dir: str | Path | None
+    built: Any,
+    *,
+    world_size: int,
+    device: str,
+    patches: list[str],
+    run_dir: str | Path | None,
+    config_path: str | None = None,
+    embedded_config: bool = False,
 ) -> str:
     """The summary as aligned ``name  value`` lines."""
     container, view = built.container, built.view()
     rows = [
         ("model", f"{_model_line(container.model)}"),
-        ("", _origin(view, built.recipe)),
+        ("", _origin(view, built.recipe, config_path, embedded_config)),
         ("data", _data_line(container, view)),
         ("training", _batch_line(container, world_size)),
         ("optimizer", _optimizer_line(container)),

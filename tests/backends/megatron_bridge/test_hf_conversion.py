@@ -231,7 +231,7 @@ def test_train_from_hf_and_export_to_hf(tiny_llama, tmp_path):
         cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr[-4000:]
-    assert "loading HuggingFace-format checkpoint from" in out.stdout + out.stderr
+    assert "loading HuggingFace-format checkpoint from" in (run_dir / "megatron.log").read_text()
     config = (run_dir / "config.yaml").read_text()
     assert f"# hf:{tiny_llama}" in config
     exported = run_dir / "hf"

@@ -46,8 +46,11 @@ def test_tiny_llama_trains_and_loss_falls(full_run):
     config = (run_dir / "config.yaml").read_text()
     assert "num_layers: 2  # " in config and "tiny_llama.yaml:" in config
     assert "ffn_hidden_size: 256  # derived:llama_ffn(multiple_of=256)" in config
-    assert "CPU execution: development / smoke-test mode" in out.stderr
-    assert "patch megatron_bridge.te_free_model applied" in out.stderr
+    assert "precision    fp32 (CPU: development / smoke-test mode)" in out.stderr
+    (patches,) = [line for line in out.stderr.splitlines() if line.startswith("  patches ")]
+    assert "te_free_model" in patches and "cpu_execution" in patches
+    assert "patch megatron_bridge.te_free_model applied" in (run_dir / "primus.log").read_text()
+    assert "iter 20/20 | loss " in out.stderr and "Megatron" not in out.stderr
     assert "summary:" in out.stderr and "run directory" in out.stderr
 
 
