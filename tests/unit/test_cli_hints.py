@@ -71,6 +71,8 @@ def test_dry_run_suggests_the_megatron_name_of_an_alias(cli):
     assert "optimizer.learning_rate (cli): unknown key; did you mean 'optimizer.lr'?" in out.stderr
     assert "train.max_steps (cli): unknown key; did you mean 'train.train_iters'?" in out.stderr
     assert "model.n_layers (cli): unknown key; did you mean 'model.num_layers'?" in out.stderr
+    # the error comes first and alone: what was logged while the config was built is dropped
+    assert out.stderr.startswith("primus: error: 3 problems") and "[primus]" not in out.stderr
 
 
 def test_condition_names_the_part_that_does_not_hold():

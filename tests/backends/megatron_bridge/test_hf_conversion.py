@@ -234,6 +234,10 @@ def test_train_from_hf_and_export_to_hf(tiny_llama, tmp_path):
     assert "loading HuggingFace-format checkpoint from" in (run_dir / "megatron.log").read_text()
     config = (run_dir / "config.yaml").read_text()
     assert f"# hf:{tiny_llama}" in config
+    # the HF model's own tokenizer, and a warm-up that fits a 5-iteration run
+    assert f"tokenizer_type: HuggingFaceTokenizer  # hf:{tiny_llama}" in config
+    assert f"tokenizer_model: {tiny_llama}  # hf:{tiny_llama}" in config
+    assert "lr_warmup_iters: 1  # derived:10% of train_iters (was 500)" in config
     exported = run_dir / "hf"
     assert (exported / "config.json").is_file() and (exported / "tokenizer.json").is_file()
     weights = compare_hf_weights(tiny_llama, exported)

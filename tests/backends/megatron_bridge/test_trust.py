@@ -60,7 +60,7 @@ def small_corpus(tmp_path_factory):
         "tokenizer.tokenizer_type=HuggingFaceTokenizer",
         f"tokenizer.tokenizer_model={prefix}_tokenizer",
     ]
-    return root, ["--data_path", str(prefix), *tokenizer]
+    return root, ["--config", TINY, "--data_path", str(prefix), *tokenizer]
 
 
 def test_a_chosen_split_that_leaves_validation_empty_is_refused(small_corpus, tmp_path):
