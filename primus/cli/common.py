@@ -128,6 +128,16 @@ FLAG_KEYS = (
 )
 
 
+def backend(name: str | None = None):
+    """The adapter of backend ``name`` (default: the config's default framework): the one door
+    through which a command reaches a backend's recipes, conversion or data preparation."""
+    import primus.backends  # noqa: F401  (registers the built-in backends)
+    from primus.core.backend import BACKENDS
+    from primus.core.config.schema import PRIMUS_KEYS
+
+    return BACKENDS.get(name or PRIMUS_KEYS["framework"].default)
+
+
 def train_request(args: argparse.Namespace):
     """The TrainRequest for these arguments (flags not given stay None: YAML values win)."""
     from primus.core.runtime import TrainRequest

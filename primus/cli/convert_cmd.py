@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from primus.cli.common import backend
+
 EPILOG = """
 examples:
   primus convert import --hf ./Llama-3.2-1B --out ./ckpt/llama32_1b
@@ -77,54 +79,58 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from primus.backends.megatron_bridge.hf_conversion import import_hf
-
-    r = import_hf(
-        args.hf,
-        args.out,
-        device=args.device,
-        tp=args.tp,
-        pp=args.pp,
-        trust_remote_code=args.trust_remote_code,
+    r = (
+        backend()
+        .conversion()
+        .import_hf(
+            args.hf,
+            args.out,
+            device=args.device,
+            tp=args.tp,
+            pp=args.pp,
+            trust_remote_code=args.trust_remote_code,
+        )
     )
     print(f"imported {r.architecture} from {r.source} -> {r.output} ({r.seconds:.1f} s)")
     return 0
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from primus.backends.megatron_bridge.hf_conversion import export_hf
-
-    r = export_hf(
-        args.ckpt,
-        args.out,
-        hf_source=args.hf_source,
-        device=args.device,
-        trust_remote_code=args.trust_remote_code,
+    r = (
+        backend()
+        .conversion()
+        .export_hf(
+            args.ckpt,
+            args.out,
+            hf_source=args.hf_source,
+            device=args.device,
+            trust_remote_code=args.trust_remote_code,
+        )
     )
     print(f"exported {r.architecture} from {r.source} -> {r.output} ({r.seconds:.1f} s)")
     return 0
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from primus.backends.megatron_bridge.hf_verify import verify_logits
-
-    result = verify_logits(
-        args.hf,
-        args.ckpt,
-        atol=args.atol,
-        batch=args.batch,
-        seq_len=args.seq_len,
-        device=args.device,
-        trust_remote_code=args.trust_remote_code,
+    result = (
+        backend()
+        .conversion()
+        .verify(
+            args.hf,
+            args.ckpt,
+            atol=args.atol,
+            batch=args.batch,
+            seq_len=args.seq_len,
+            device=args.device,
+            trust_remote_code=args.trust_remote_code,
+        )
     )
     print(result.table())
     return 0 if result.ok else 1
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from primus.backends.megatron_bridge.hf_conversion import supported_architectures
-
-    archs = supported_architectures()
+    archs = backend().conversion().architectures()
     print("\n".join(archs))
     print(
         f"\n{len(archs)} HF architectures (installed Megatron-Bridge). Convert one: primus convert import --hf DIR"

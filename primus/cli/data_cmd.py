@@ -9,6 +9,7 @@ import os
 import time
 from pathlib import Path
 
+from primus.cli.common import backend
 from primus.core.errors import PrimusUserError
 
 logger = logging.getLogger(__name__)
@@ -123,9 +124,11 @@ def prepare(args: argparse.Namespace) -> int:
         )
         train_bpe_tokenizer(corpus.texts(), args.train_tokenizer, tokenizer_dir)
 
-    from primus.backends.megatron_bridge.data_prepare import prepare_indexed_dataset
-
-    summary = prepare_indexed_dataset(corpus, tokenizer_dir, prefix, workers=args.workers, started=started)
+    summary = (
+        backend()
+        .data_preparation()
+        .prepare_dataset(corpus, tokenizer_dir, prefix, workers=args.workers, started=started)
+    )
     Path(f"{prefix}.json").write_text(json.dumps(summary.as_dict(), indent=2) + "\n")
     print(summary.render())
     return 0

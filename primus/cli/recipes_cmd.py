@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from primus.cli.common import OVERRIDES_HELP
+from primus.cli.common import OVERRIDES_HELP, backend
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,9 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def list_recipes(args: argparse.Namespace) -> int:
-    from primus.backends.megatron_bridge.recipes import list_recipes as recipes
-
-    infos = recipes(args.family)
+    infos = backend().recipes().list_recipes(args.family)
     rows = [("NAME", "FAMILY", "SHORT", "HF CONFIG", "OFFLINE")]
     rows += [
         (
@@ -68,15 +66,12 @@ def list_recipes(args: argparse.Namespace) -> int:
 
 def show_recipe(args: argparse.Namespace) -> int:
     """The recipe as `primus train --recipe NAME` would build it (same builder, no preflight)."""
-    import primus.backends  # noqa: F401  (registers the built-in backends)
-    from primus.backends.megatron_bridge.recipes import resolve_recipe
-    from primus.core.backend import BACKENDS
     from primus.core.runtime import TrainRequest, build_context
 
-    info = resolve_recipe(args.name)
     flags = {"recipe": args.name, "hf_model_name_or_path": args.hf_model_name_or_path}
     ctx = build_context(TrainRequest(overrides=list(args.overrides), flags=flags, dry_run=True))
-    adapter = BACKENDS.get(ctx.config.get("framework"))
+    adapter = backend(ctx.config.get("framework"))
+    info = adapter.recipes().resolve_recipe(args.name)
     adapter.prepare_environment(ctx)
     built = adapter.build_config(ctx, preflight_checks=False)
     print(f"# recipe {args.name} -> {info.name} ({info.module})")

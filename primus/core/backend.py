@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from primus.core.errors import PrimusUserError, did_you_mean
 
 if TYPE_CHECKING:
+    from primus.core.capabilities import DataPreparation, HFConversion, RecipeCatalog
     from primus.core.runtime import RunContext
     from primus.core.trainer import BaseTrainer
 
@@ -54,6 +55,23 @@ class BackendAdapter(ABC):
     def describe(self, ctx: RunContext, native_config: Any) -> str:
         """Human-readable summary of the built config (``--dry-run``); backends may refine it."""
         return ctx.config.to_yaml()
+
+    # -- capabilities besides training (primus.core.capabilities); the default: not offered --
+    def recipes(self) -> RecipeCatalog:
+        raise self._unsupported("recipes", "primus recipes")
+
+    def conversion(self) -> HFConversion:
+        raise self._unsupported("HuggingFace conversion", "primus convert")
+
+    def data_preparation(self) -> DataPreparation:
+        raise self._unsupported("data preparation", "primus data prepare")
+
+    def _unsupported(self, what: str, command: str) -> PrimusUserError:
+        return PrimusUserError(
+            f"the {self.name} backend offers no {what} ({command})",
+            key="framework",
+            hint="see `primus backends list`",
+        )
 
 
 class BackendRegistry:

@@ -21,8 +21,9 @@ from primus.core.distributed import DistEnv, resolve_dist_env
 from primus.core.environment import EnvFacts, detect
 from primus.core.errors import PrimusUserError, ProblemCollector
 from primus.core.logging_setup import hold_console
-from primus.core.patches import PATCHES, PatchContext, disabled_patch_ids
+from primus.core.patches import PatchContext
 from primus.core.run_lock import RunDirLock
+from primus.core.session import open_session
 from primus.core.trainer import run_lifecycle
 
 logger = logging.getLogger(__name__)
@@ -105,26 +106,15 @@ def build_context(
     environ = os.environ if environ is None else environ
     cfg = resolve_config(request, registry, environ)
     framework = cfg.get("framework")
-    spec = registry.spec(framework)
-    if spec.patches_module:
-        __import__(spec.patches_module)
-    patches_cfg = cfg.get("patches", None) or {}
-    disabled, problems = disabled_patch_ids(
-        patches_cfg.get("disable"),
-        environ,
-        PATCHES.ids(framework),
-        config_source=cfg.source_of("patches.disable"),
+    session = open_session(
+        framework, env=detect(cfg.get("device")), config=cfg, environ=environ, registry=registry
     )
-    collector = ProblemCollector()
-    collector.extend(problems)
-    collector.raise_if_any()
     dist = resolve_dist_env(environ)
-    env = detect(cfg.get("device"))
     return RunContext(
         config=cfg,
         dist=dist,
-        env=env,
-        patches=PatchContext(backend=framework, env=env, config=cfg, disabled=disabled),
+        env=session.env,
+        patches=session.patches,
         run_dir=Path(cfg.get("run_dir")),
         dry_run=request.dry_run,
         config_path=request.config_path,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from primus.backends.megatron_bridge import NAME
+from primus.backends.megatron_bridge import bootstrap
 from primus.backends.megatron_bridge.patches.conversion import has_tokenizer
 from primus.core.environment import EnvFacts, detect
 from primus.core.errors import PrimusUserError, closest
@@ -155,20 +155,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_setup_patches(env: EnvFacts) -> None:
-    """The backend's ``setup`` patches for ``env`` (TE placeholder, CPU execution...)."""
-    import primus.backends.megatron_bridge.patches  # noqa: F401  (registers them)
-    from primus.backends.megatron_bridge.log_noise import quiet_third_party_noise
-    from primus.core.patches import PATCHES, PatchContext, disabled_patch_ids, run_patches
-
-    quiet_third_party_noise()  # Megatron may not be imported yet (e.g. `convert import`)
-
-    disabled, problems = disabled_patch_ids((), os.environ, PATCHES.ids(NAME))
-    if problems:
-        raise PrimusUserError(problems)
-    run_patches("setup", PatchContext(backend=NAME, env=env, disabled=disabled))
-
-
 def check_parallel(device: str, tp: int, pp: int, world: int | None = None) -> EnvFacts:
     """The environment, once the parallel sizes make sense: torchrun supplies tp x pp ranks
     (NCCL on GPUs, gloo on a CPU)."""
@@ -195,7 +181,7 @@ def megatron_session(
     """
     world = 1 if single_process else int(os.environ.get("WORLD_SIZE", "1"))
     env = check_parallel(device, tp, pp, world)
-    run_setup_patches(env)
+    bootstrap.run_setup_patches(env)
     import torch
     import torch.distributed as dist
     from megatron.core import parallel_state, tensor_parallel

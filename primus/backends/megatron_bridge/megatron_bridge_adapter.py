@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from primus.backends.megatron_bridge import NAME, bootstrap, preflight
+from primus.backends.megatron_bridge import NAME, capabilities, preflight
 from primus.backends.megatron_bridge.argument_builder import BuiltConfig, MegatronBridgeArgBuilder
 from primus.backends.megatron_bridge.log_noise import quiet_third_party_noise
 from primus.backends.megatron_bridge.resume import latest_checkpoint, schedule_note
@@ -25,7 +25,6 @@ class MegatronBridgeAdapter(BackendAdapter):
         ctx.dist.export()
         quiet_third_party_noise()
         run_patches("setup", ctx.patches)
-        bootstrap.mark_prepared(ctx.patches)
 
     def build_config(self, ctx: RunContext, *, preflight_checks: bool = True) -> BuiltConfig:
         """The ConfigContainer for this run; ``preflight_checks=False`` only describes it (recipes show)."""
@@ -63,6 +62,15 @@ class MegatronBridgeAdapter(BackendAdapter):
             config_path=ctx.config_path,
             embedded_config=ctx.embedded_config,
         )
+
+    def recipes(self) -> capabilities.Recipes:
+        return capabilities.Recipes()
+
+    def conversion(self) -> capabilities.Conversion:
+        return capabilities.Conversion()
+
+    def data_preparation(self) -> capabilities.DataPreparation:
+        return capabilities.DataPreparation()
 
     def create_trainer(self, ctx: RunContext, native_config: BuiltConfig):
         from primus.backends.megatron_bridge.megatron_bridge_pretrain_trainer import (

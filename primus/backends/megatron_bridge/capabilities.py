@@ -1,0 +1,74 @@
+"""Megatron-Bridge's capabilities besides training, as ``primus.core.capabilities`` names them.
+
+Thin: each call imports the module that does the work when it is used (Megatron-Bridge takes
+~10 s to import), so listing recipes or reading ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+
+class Recipes:
+    def list_recipes(self, family: str | None = None) -> list[Any]:
+        from primus.backends.megatron_bridge.recipes import list_recipes
+
+        return list_recipes(family)
+
+    def resolve_recipe(self, name: str) -> Any:
+        from primus.backends.megatron_bridge.recipes import resolve_recipe
+
+        return resolve_recipe(name)
+
+
+class Conversion:
+    def import_hf(self, hf: str, out: str, *, device: str, tp: int, pp: int, trust_remote_code: bool) -> Any:
+        from primus.backends.megatron_bridge.hf_conversion import import_hf
+
+        return import_hf(hf, out, device=device, tp=tp, pp=pp, trust_remote_code=trust_remote_code)
+
+    def export_hf(
+        self, ckpt: str, out: str, *, hf_source: str | None, device: str, trust_remote_code: bool
+    ) -> Any:
+        from primus.backends.megatron_bridge.hf_conversion import export_hf
+
+        return export_hf(ckpt, out, hf_source=hf_source, device=device, trust_remote_code=trust_remote_code)
+
+    def verify(
+        self,
+        hf: str,
+        ckpt: str,
+        *,
+        atol: float,
+        batch: int,
+        seq_len: int,
+        device: str,
+        trust_remote_code: bool,
+    ) -> Any:
+        from primus.backends.megatron_bridge.hf_verify import verify_logits
+
+        return verify_logits(
+            hf,
+            ckpt,
+            atol=atol,
+            batch=batch,
+            seq_len=seq_len,
+            device=device,
+            trust_remote_code=trust_remote_code,
+        )
+
+    def architectures(self) -> list[str]:
+        from primus.backends.megatron_bridge.hf_conversion import supported_architectures
+
+        return supported_architectures()
+
+
+class DataPreparation:
+    def prepare_dataset(
+        self, corpus: Any, tokenizer_dir: str | os.PathLike, prefix: Path, *, workers: int, started: float
+    ) -> Any:
+        from primus.backends.megatron_bridge.data_prepare import prepare_indexed_dataset
+
+        return prepare_indexed_dataset(corpus, tokenizer_dir, prefix, workers=workers, started=started)
