@@ -28,15 +28,12 @@ def build_config(
     data: str | None = None,
     vocab: int = 0,
 ):
-    from megatron.bridge.models.gpt_provider import local_layer_spec
-
-    from primus.backends.megatron_bridge.patches.model_settings import TE_FREE_MODEL_SETTINGS
+    from primus.backends.megatron_bridge.patches.model_settings import te_free_settings
     from primus.backends.megatron_bridge.recipes import build_recipe, resolve_recipe
 
     cfg = build_recipe(resolve_recipe(recipe).name)
     m = cfg.model
-    m.transformer_layer_spec = local_layer_spec
-    for key, value in TE_FREE_MODEL_SETTINGS.items():
+    for key, value in te_free_settings(m).items():
         if hasattr(m, key):
             setattr(m, key, value)
     m.seq_length = cfg.dataset.seq_length = seq

@@ -216,17 +216,11 @@ def model_settings(env: EnvFacts, *, fp32: bool = False) -> dict[str, Any]:
     """Provider fields this machine needs: TE-free spec and fusions without TE; fp32 on request."""
     import torch
 
-    from primus.backends.megatron_bridge.patches.model_settings import TE_FREE_MODEL_SETTINGS
+    from primus.backends.megatron_bridge.patches.model_settings import te_free_settings
 
     settings: dict[str, Any] = {}
     if not env.has_te:
-        from megatron.bridge.models.gpt_provider import local_layer_spec
-        from megatron.core.transformer.enums import AttnBackend
-
-        settings["transformer_layer_spec"] = local_layer_spec
-        settings.update(TE_FREE_MODEL_SETTINGS)
-        # AutoBridge providers may ask for flash attention (a TE kernel); conversion needs no SDPA
-        settings["attention_backend"] = AttnBackend.local
+        settings.update(te_free_settings())
     if env.on_cpu:  # the CPU patch's model fields (cpu init, no compiled bias fusions, no bf16/fp16)
         from primus.backends.megatron_bridge.patches.model_settings import CPU_SETTINGS
 

@@ -51,6 +51,25 @@ CPU_SETTINGS: dict[str, Any] = {
 }
 
 
+def te_free_settings(model: Any = None) -> dict[str, Any]:
+    """Every provider field a host without Transformer Engine needs: the one definition, used by
+    the ``te_free_model`` patch (training), HF conversion and the benchmark's vanilla system.
+
+    The local layer spec replaces the provider's; TE/Apex-only fusions go off; flash / fused
+    attention (TE kernels) become ``auto``, not ``local``: the provider forces Megatron's unfused
+    DotProductAttention into the spec for ``local``, which would undo the SDPA patch. With no
+    ``model`` (overrides for a provider not yet loaded) the attention backend is always ``auto``.
+    """
+    from megatron.bridge.models.gpt_provider import local_layer_spec
+    from megatron.core.transformer.enums import AttnBackend
+
+    settings: dict[str, Any] = {"transformer_layer_spec": local_layer_spec, **TE_FREE_MODEL_SETTINGS}
+    backend = getattr(model, "attention_backend", None) if model is not None else AttnBackend.flash
+    if backend in (AttnBackend.flash, AttnBackend.fused):
+        settings["attention_backend"] = AttnBackend.auto
+    return settings
+
+
 def set_by_patch(ctx: PatchContext, path: str, value: Any, patch_id: str) -> None:
     """Set one dotted path of the built config, recorded as ``patch:<id>`` in its provenance."""
     set_path(ctx.native_config.container, path, value, f"patch:{patch_id}", ctx.native_config.provenance)
@@ -83,22 +102,15 @@ def check_layer_spec_without_te(provider: object, key: str) -> None:
     description="local (non-TE) layer spec; TE/Apex-only fusions off; native cross-entropy",
 )
 def te_free_model(ctx: PatchContext) -> None:
-    from megatron.bridge.models.gpt_provider import local_layer_spec
-
     patch_id = "megatron_bridge.te_free_model"
     model = ctx.native_config.container.model
     check_layer_spec_without_te(model, "model")
-    if hasattr(model, "transformer_layer_spec"):
-        model.transformer_layer_spec = local_layer_spec
-    for key, value in TE_FREE_MODEL_SETTINGS.items():
-        if hasattr(model, key) and getattr(model, key) != value:
+    for key, value in te_free_settings(model).items():
+        if key == "transformer_layer_spec":
+            if hasattr(model, key):
+                model.transformer_layer_spec = value  # a function: no provenance line of its own
+        elif hasattr(model, key) and getattr(model, key) != value:
             set_by_patch(ctx, f"model.{key}", value, patch_id)
-    from megatron.core.transformer.enums import AttnBackend
-
-    # Providers may ask for flash / fused attention, which are TE kernels. `auto`, not `local`:
-    # the provider forces DotProductAttention into the spec when the backend is `local`.
-    if getattr(model, "attention_backend", None) in (AttnBackend.flash, AttnBackend.fused):
-        set_by_patch(ctx, "model.attention_backend", AttnBackend.auto, patch_id)
 
 
 @register_patch(
