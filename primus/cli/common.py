@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from primus.core.config.overrides import is_override, missing_equals
+from primus.core.config.schema import PRIMUS_KEYS
 from primus.core.errors import PrimusUserError, RunPreempted
 from primus.core.logging_setup import setup_logging
 
@@ -44,88 +45,29 @@ def global_options(*, for_subcommand: bool = False) -> argparse.ArgumentParser:
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """--config/--framework/--recipe and trailing overrides (shared by train and config show)."""
+    """--config, one flag per Primus key the schema marks as a flag, and trailing overrides
+    (shared by train and config show). The schema is the one place a flag is declared."""
     parser.add_argument("--config", metavar="FILE", help="experiment YAML file")
-    parser.add_argument("--framework", help="training backend (default: megatron_bridge)")
-    parser.add_argument("--recipe", help="backend recipe to start from, e.g. llama32_1b")
-    parser.add_argument(
-        "--data_path",
-        "--data-path",
-        dest="data_path",
-        nargs="+",
-        metavar="PATH",
-        help="indexed-dataset prefixes, optionally weighted: 0.7 pathA 0.3 pathB",
-    )
-    parser.add_argument(
-        "--hf_model_name_or_path",
-        "--hf-model",
-        dest="hf_model_name_or_path",
-        metavar="DIR_OR_ID",
-        help="HuggingFace model directory or hub id",
-    )
-    parser.add_argument(
-        "--convert_from_hf",
-        "--convert-from-hf",
-        dest="convert_from_hf",
-        action="store_const",
-        const=True,
-        help="initialise from the HF checkpoint",
-    )
-    parser.add_argument(
-        "--convert_to_hf",
-        "--convert-to-hf",
-        dest="convert_to_hf",
-        action="store_const",
-        const=True,
-        help="export the trained model as a HF checkpoint",
-    )
-    parser.add_argument(
-        "--hf_export_dir",
-        "--hf-export-dir",
-        dest="hf_export_dir",
-        metavar="DIR",
-        help="where --convert_to_hf writes (default: <run_dir>/hf)",
-    )
-    parser.add_argument("--run_dir", "--run-dir", dest="run_dir", metavar="DIR", help="run directory")
-    parser.add_argument("--device", choices=("auto", "cuda", "cpu"), help="training device (default: auto)")
-    parser.add_argument(
-        "--resume", action="store_const", const=True, help="continue from the latest checkpoint"
-    )
-    parser.add_argument(
-        "--start_over",
-        "--start-over",
-        dest="start_over",
-        action="store_const",
-        const=True,
-        help="the run dir holds an earlier run: move it aside (to RUN_DIR.old-TIME, never deleted) and start again",
-    )
-    parser.add_argument(
-        "--trust_remote_code",
-        "--trust-remote-code",
-        dest="trust_remote_code",
-        action="store_const",
-        const=True,
-        help="allow code shipped with HF model repos",
-    )
+    for key, spec in PRIMUS_KEYS.items():
+        if not spec.flag:
+            continue
+        names = [f"--{key}"] + ([f"--{key.replace('_', '-')}"] if "_" in key else []) + list(spec.aliases)
+        kwargs: dict = {"dest": key, "help": spec.doc}
+        if spec.types == (bool,):
+            kwargs.update(action="store_const", const=True)
+        elif spec.choices:
+            kwargs.update(choices=spec.choices)
+        else:
+            kwargs.update(metavar=spec.metavar or "VALUE")
+            if list in spec.types:
+                kwargs.update(nargs="+")
+        parser.add_argument(*names, **kwargs)
     parser.epilog = (parser.epilog or "") + OVERRIDES_HELP
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
-#: CLI flags that set top-level Primus keys (flag dest -> config key).
-FLAG_KEYS = (
-    "framework",
-    "recipe",
-    "data_path",
-    "hf_model_name_or_path",
-    "convert_from_hf",
-    "convert_to_hf",
-    "hf_export_dir",
-    "run_dir",
-    "device",
-    "resume",
-    "start_over",
-    "trust_remote_code",
-)
+#: CLI flags that set top-level Primus keys (flag dest == config key).
+FLAG_KEYS = tuple(key for key, spec in PRIMUS_KEYS.items() if spec.flag)
 
 
 def backend(name: str | None = None):

@@ -18,39 +18,73 @@ class KeySpec:
     default: Any
     doc: str
     choices: tuple[str, ...] | None = None
+    #: also a command-line flag (``--key`` and ``--key-with-dashes``, plus ``aliases``)
+    flag: bool = False
+    metavar: str | None = None
+    aliases: tuple[str, ...] = ()
 
 
 _STR = (str,)
 _OPT_STR = (str, type(None))
 PRIMUS_KEYS: dict[str, KeySpec] = {
-    "framework": KeySpec(_STR, "megatron_bridge", "training backend (see `primus backends list`)"),
-    "recipe": KeySpec(_OPT_STR, None, "backend recipe to start from (see `primus recipes list`)"),
+    "framework": KeySpec(
+        _STR, "megatron_bridge", "training backend (see `primus backends list`)", flag=True, metavar="NAME"
+    ),
+    "recipe": KeySpec(
+        _OPT_STR,
+        None,
+        "backend recipe to start from, e.g. llama32_1b (see `primus recipes list`)",
+        flag=True,
+        metavar="NAME",
+    ),
     "data_path": KeySpec(
         (str, list, type(None)),
         None,
-        "dataset prefixes, optionally weighted ('0.7 a 0.3 b'); none: mock data",
+        "indexed-dataset prefixes, optionally weighted: 0.7 pathA 0.3 pathB (none: mock data)",
+        flag=True,
+        metavar="PATH",
     ),
-    "hf_model_name_or_path": KeySpec(_OPT_STR, None, "HuggingFace model directory or hub id"),
-    "convert_from_hf": KeySpec((bool,), False, "initialise the model from hf_model_name_or_path"),
-    "convert_to_hf": KeySpec((bool,), False, "export the trained model as a HuggingFace checkpoint"),
-    "hf_export_dir": KeySpec(_OPT_STR, None, "where convert_to_hf writes (default: <run_dir>/hf)"),
+    "hf_model_name_or_path": KeySpec(
+        _OPT_STR,
+        None,
+        "HuggingFace model directory or hub id",
+        flag=True,
+        metavar="DIR_OR_ID",
+        aliases=("--hf-model",),
+    ),
+    "convert_from_hf": KeySpec((bool,), False, "initialise the model from hf_model_name_or_path", flag=True),
+    "convert_to_hf": KeySpec(
+        (bool,), False, "export the trained model as a HuggingFace checkpoint", flag=True
+    ),
+    "hf_export_dir": KeySpec(
+        _OPT_STR, None, "where convert_to_hf writes (default: <run_dir>/hf)", flag=True, metavar="DIR"
+    ),
     "run_dir": KeySpec(
-        _OPT_STR, None, "directory for config, logs, checkpoints and exports (default: runs/<name>)"
+        _OPT_STR,
+        None,
+        "directory for config, logs, checkpoints and exports (default: runs/<name>)",
+        flag=True,
+        metavar="DIR",
     ),
     "name": KeySpec(_OPT_STR, None, "experiment name (default: recipe name or config file stem)"),
     "device": KeySpec(
-        _STR, "auto", "where to train: auto (CUDA when present), cuda or cpu", ("auto", "cuda", "cpu")
+        _STR,
+        "auto",
+        "where to train: auto (CUDA when present), cuda or cpu",
+        ("auto", "cuda", "cpu"),
+        flag=True,
     ),
     "resume": KeySpec(
-        (bool,), False, "continue from the latest checkpoint in checkpoint.load or the run dir"
+        (bool,), False, "continue from the latest checkpoint in checkpoint.load or the run dir", flag=True
     ),
     "start_over": KeySpec(
         (bool,),
         False,
-        "move an earlier run in run_dir aside (RUN_DIR.old-TIME, never deleted) and start again",
+        "the run dir holds an earlier run: move it aside (RUN_DIR.old-TIME, never deleted) and start again",
+        flag=True,
     ),
     "trust_remote_code": KeySpec(
-        (bool,), False, "allow HuggingFace code from model repos (off unless asked)"
+        (bool,), False, "allow HuggingFace code from model repos (off unless asked)", flag=True
     ),
     "patches": KeySpec((dict, type(None)), None, "patch switches: {disable: [patch ids]}"),
 }
