@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import REPO
 
-COMMANDS = ["train", "config", "patches", "backends", "recipes"]
+from primus.cli.main import COMMANDS  # every command the entry point registers
 
 
 def test_help_lists_subcommands(cli):

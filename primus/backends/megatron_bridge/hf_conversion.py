@@ -27,7 +27,7 @@ from primus.core.errors import PrimusUserError, closest
 
 logger = logging.getLogger(__name__)
 
-#: files a HF tokenizer may consist of (any one present means the source has a tokenizer)
+#: where Megatron-Core records the attention backend (see the conversion context below)
 NVTE_ATTENTION_VARS = ("NVTE_FLASH_ATTN", "NVTE_FUSED_ATTN", "NVTE_UNFUSED_ATTN")
 OFFLINE_HINT = (
     "this machine has no network: download the model elsewhere (`hf download ID --local-dir DIR`) "

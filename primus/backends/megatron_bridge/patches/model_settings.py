@@ -27,7 +27,8 @@ TE_FREE_MODEL_SETTINGS: dict[str, Any] = {
     "moe_permute_fusion": False,
 }
 
-#: What pretrain() needs on a CPU (dotted path -> value); see MEGATRON_NOTES.md.
+#: What pretrain() needs on a CPU (dotted path -> value): each entry avoids a CUDA-only path
+#: (clip_grad: an assert on torch.cuda.FloatTensor; the distributed optimizer: CPU tensors refused).
 CPU_SETTINGS: dict[str, Any] = {
     "optimizer.clip_grad": 0.0,  # the clip path asserts torch.cuda.FloatTensor
     "optimizer.use_distributed_optimizer": False,
