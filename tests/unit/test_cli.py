@@ -6,9 +6,8 @@ import time
 
 import pytest
 
-from tests.conftest import REPO
-
 from primus.cli.main import COMMANDS  # every command the entry point registers
+from tests.conftest import REPO
 
 
 def test_help_lists_subcommands(cli):
