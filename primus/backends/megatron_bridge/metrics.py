@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -59,28 +58,6 @@ def _is_writer() -> bool:
         and ps.get_tensor_model_parallel_rank() == 0
         and ps.get_context_parallel_rank() == 0
     )
-
-
-class SignalObserver(Callback):
-    """Notes a termination signal without taking it from Megatron-Bridge's own handler.
-
-    Bridge (``train.exit_signal_handler``) saves a checkpoint and ``sys.exit``s on SIGTERM;
-    this wrapper only remembers that it happened, so Primus can exit with a distinct code.
-    """
-
-    def __init__(self, signum: int = signal.SIGTERM) -> None:
-        self.signum = signum
-        self.received = False
-
-    def on_train_start(self, context) -> None:
-        previous = signal.getsignal(self.signum)
-
-        def observe(signum, frame):
-            self.received = True
-            if callable(previous):
-                previous(signum, frame)
-
-        signal.signal(self.signum, observe)
 
 
 def _floats(losses: dict | None) -> dict[str, float]:
