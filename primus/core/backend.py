@@ -15,7 +15,7 @@ from primus.core.errors import PrimusUserError, did_you_mean
 
 if TYPE_CHECKING:
     from primus.core.capabilities import DataPreparation, HFConversion, RecipeCatalog
-    from primus.core.runtime import RunContext
+    from primus.core.run_context import RunContext
     from primus.core.trainer import BaseTrainer
 
 

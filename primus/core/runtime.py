@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,45 +16,18 @@ from primus.core.backend import BACKENDS, BackendRegistry
 from primus.core.config import ResolvedConfig, load_config
 from primus.core.config.resolved import derived_source
 from primus.core.config.schema import validate_top_level
-from primus.core.distributed import DistEnv, resolve_dist_env
-from primus.core.environment import EnvFacts, detect
+from primus.core.distributed import resolve_dist_env
+from primus.core.environment import detect
 from primus.core.errors import PrimusUserError, ProblemCollector
 from primus.core.logging_setup import hold_console
-from primus.core.patches import PatchContext
+from primus.core.run_context import RunContext, TrainRequest
 from primus.core.run_lock import RunDirLock
 from primus.core.session import open_session
 from primus.core.trainer import run_lifecycle
 
 logger = logging.getLogger(__name__)
 
-
-@dataclass
-class TrainRequest:
-    """What the user asked for on the command line."""
-
-    config_path: str | None = None
-    overrides: list[str] = field(default_factory=list)
-    flags: dict[str, Any] = field(default_factory=dict)
-    dry_run: bool = False
-    #: print the whole resolved config (dry run, start of training) and every library's output
-    verbose: bool = False
-    #: set when no config, recipe or HF model was named and the backend's tiny default is used
-    embedded_config: bool = False
-
-
-@dataclass
-class RunContext:
-    """Everything a backend needs to build and run one training job."""
-
-    config: ResolvedConfig
-    dist: DistEnv
-    env: EnvFacts
-    patches: PatchContext
-    run_dir: Path
-    dry_run: bool = False
-    config_path: str | None = None
-    verbose: bool = False
-    embedded_config: bool = False
+__all__ = ["RunContext", "TrainRequest", "build_context", "resolve_config", "train"]
 
 
 def experiment_name(cfg: ResolvedConfig, config_path: str | None) -> str:

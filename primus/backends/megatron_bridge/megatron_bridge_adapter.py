@@ -12,7 +12,7 @@ from primus.backends.megatron_bridge.run_summary import summary_block
 from primus.core.backend import BackendAdapter
 from primus.core.errors import PrimusUserError
 from primus.core.patches import run_patches
-from primus.core.runtime import RunContext
+from primus.core.run_context import RunContext
 
 logger = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from primus.backends.megatron_bridge.run_summary import summary_block
 from primus.core.errors import RunPreempted
 from primus.core.logging_setup import log_to_file
 from primus.core.patches import run_patches
+from primus.core.run_context import RunContext
 from primus.core.run_dir import move_earlier_run_aside
-from primus.core.runtime import RunContext
 from primus.core.trainer import BaseTrainer
 
 logger = logging.getLogger(__name__)
