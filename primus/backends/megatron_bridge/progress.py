@@ -32,7 +32,11 @@ def _loss(loss_dict) -> float | None:
 
 
 class ProgressLine(Callback):
-    """Logs ``iter N/T | loss | lr | s/it | tokens/s | ETA`` every ``log_interval`` iterations."""
+    """Logs ``iter N/T | loss | lr | s/it | tokens/s | ETA`` every ``log_interval`` iterations.
+
+    Speed counts training steps only: the first step (warm-up), evaluations and checkpoint
+    saves are left out, so the ETA does not jump after each of them.
+    """
 
     def __init__(self, train_iters: int, log_interval: int, tokens_per_iteration: int) -> None:
         self.train_iters = train_iters
@@ -43,23 +47,27 @@ class ProgressLine(Callback):
         self._window_iters = 0
         self._paused = 0.0
         self._pause_start: float | None = None
+        self._last_step_end: float | None = None
 
     def on_train_start(self, context) -> None:
-        self._window_start = time.perf_counter()
+        self._window_start = None  # the clock starts after the first step (warm-up, first batch)
         start = int(context.state.train_state.step)
         if start:
             logger.info("resumed at iteration %d of %d", start, self.train_iters)
 
     def on_train_step_end(self, context) -> None:
         iteration = int(context.state.train_state.step) + 1  # the step just finished
+        now = self._last_step_end = time.perf_counter()
         loss = _loss(context.loss_dict)
         if loss is not None:
             self._losses.append(loss)
-        self._window_iters += 1
+        if self._window_start is None:
+            self._window_start = now
+        else:
+            self._window_iters += 1
         if iteration % self.log_interval and iteration != self.train_iters:
             return
-        now = time.perf_counter()
-        elapsed = now - (self._window_start or now) - self._paused
+        elapsed = now - self._window_start - self._paused
         per_iter = elapsed / self._window_iters if self._window_iters else 0.0
         parts = [f"iter {iteration}/{self.train_iters}"]
         if self._losses:
@@ -90,6 +98,8 @@ class ProgressLine(Callback):
             )
 
     def on_checkpoint_save(self, context) -> None:
+        if self._last_step_end is not None:  # the save ran right after that step
+            self._paused += time.perf_counter() - self._last_step_end
         iteration = int(context.state.train_state.step)
         logger.info("checkpoint saved: iteration %d -> %s", iteration, context.state.cfg.checkpoint.save)
 
