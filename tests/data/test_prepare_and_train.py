@@ -63,7 +63,7 @@ def test_train_on_prepared_data_with_its_tokenizer_then_report(prepared, tmp_pat
     assert f"tokenizer.tokenizer_model={prefix}_tokenizer" in command
     out = run_cli(*command[1:], cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
-    run_dir = tmp_path / "runs" / "tiny_llama"
+    run_dir = tmp_path / "runs" / prefix.name  # the printed --run_dir: named after the data
     config = (run_dir / "config.yaml").read_text()
     assert re.search(r"^  num_layers: 2  # .*tiny_llama\.yaml:\d+$", config, re.M), config
     assert "split: 1,0,0  # derived:validation.eval_iters=0" in config

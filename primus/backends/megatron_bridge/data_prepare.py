@@ -51,7 +51,7 @@ class PrepareSummary:
                 f"  output      {self.output_bytes / 1e6:,.2f} MB",
                 f"  time        {self.seconds:.1f} s ({rate:.2f} MB/s)",
                 f"  tokenizer   {self.tokenizer}",
-                f"train on it:  primus train --data_path {self.prefix} "
+                f"train on it:  primus train --data_path {self.prefix} --run_dir runs/{Path(self.prefix).name} "
                 f"tokenizer.tokenizer_type=HuggingFaceTokenizer tokenizer.tokenizer_model={self.tokenizer}",
             ]
         )

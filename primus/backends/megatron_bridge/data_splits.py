@@ -104,7 +104,9 @@ def working_split(split: str, smallest: int) -> str | None:
 
 
 def describe_empty(counts: SplitCounts, index: int, samples: int, seq_length: int) -> str:
+    """One sequence is one document in a ``primus data prepare`` dataset: say documents."""
     return (
-        f"the {SPLIT_NAMES[index]} split of {counts.prefix} gets 0 of its {counts.total} sequences "
-        f"(0 tokens) but must supply {samples} samples of {seq_length} tokens"
+        f"the {SPLIT_NAMES[index]} split of {counts.prefix} gets 0 of its {counts.total} documents "
+        f"(0 tokens), and Megatron needs at least one to draw its {samples} samples of {seq_length} "
+        "tokens from (it repeats a split's documents as often as needed, but loops forever on none)"
     )

@@ -167,7 +167,7 @@ class DerivedValues:
         if derived is None or any(c.empty_splits() for c in data_splits.measure(readable, derived)):
             return  # preflight explains why no split works
         logger.info(
-            "dataset.split %s would leave a split of this %d-sequence corpus empty; using %s",
+            "dataset.split %s would leave a split of this %d-document corpus empty; using %s",
             split,
             smallest,
             derived,
@@ -176,7 +176,7 @@ class DerivedValues:
             container,
             "dataset.split",
             derived,
-            derived_source(f"{smallest} sequences; {split} leaves a split empty"),
+            derived_source(f"{smallest} documents; {split} leaves a split empty"),
             provenance,
         )
 

@@ -160,7 +160,7 @@ def _check_splits(container: Any, src, problems: ProblemCollector) -> None:
     for c in counts:
         for index in c.empty_splits():
             if working:
-                hint = f"set dataset.split={working} (sequence counts), or validation.eval_iters=0 to train on all of it"
+                hint = f"set dataset.split={working} (document counts), or validation.eval_iters=0 to train on all of it"
             else:
                 hint = "add data, or set validation.eval_iters=0 to train on all of it"
             problems.add(
