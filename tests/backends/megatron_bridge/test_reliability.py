@@ -120,7 +120,9 @@ def test_sigterm_before_the_first_iteration_stops_at_once(tmp_path):
         _, stderr = proc.communicate(timeout=60)
     finally:
         kill_group(proc)
-    assert time.time() - sent < 10, f"took {time.time() - sent:.0f} s to stop"
+    assert time.time() - sent < 15, (
+        f"took {time.time() - sent:.0f} s to stop"
+    )  # old code: until the first iteration
     assert proc.returncode == 143, stderr[-3000:]
     assert "primus: stopped: SIGTERM before training started: nothing to save" in stderr
     assert "Traceback" not in stderr
