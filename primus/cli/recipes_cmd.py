@@ -68,6 +68,7 @@ def show_recipe(args: argparse.Namespace) -> int:
     """The recipe as `primus train --recipe NAME` would build it (same builder, no preflight)."""
     from primus.core.runtime import TrainRequest, build_context
 
+    backend()  # registers the built-in backends before the config names one
     flags = {"recipe": args.name, "hf_model_name_or_path": args.hf_model_name_or_path}
     ctx = build_context(TrainRequest(overrides=list(args.overrides), flags=flags, dry_run=True))
     adapter = backend(ctx.config.get("framework"))

@@ -19,6 +19,9 @@ QUIET_MESSAGES = {
     "megatron.bridge.utils.fusions": r"gradient_accumulation_fusion requires either TransformerEngine",
     # importing Megatron on a machine without CUDA (the CPU mode says so in the run's summary)
     "torch.utils.cpp_extension": r"No CUDA runtime is found",
+    # Bridge builds HF configs with the old keyword; nothing a user can change
+    "transformers.configuration_utils": r"`torch_dtype` is deprecated",
+    "transformers.modeling_utils": r"`torch_dtype` is deprecated",
 }
 #: (message regex, module regex) of UserWarnings that only restate the TE/Apex-free setup
 QUIET_WARNINGS = (
@@ -30,6 +33,9 @@ QUIET_WARNINGS = (
     (r"Function 'pretrain' is experimental", r""),
     (r"`build_tokenizer` is deprecated", r"megatron\."),
     (r"torch.distributed is disabled, unavailable or uninitialized", r"torch\."),
+    # torch's own deprecations inside Megatron's checkpoint loading (nothing a user can change)
+    (r"The argument order of load has been changed", r"torch\."),
+    (r"Please use DTensor instead and we are deprecating ShardedTensor", r""),
 )
 
 

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from types import FrameType
@@ -93,8 +94,16 @@ class GracefulStop(Callback):
         raise StopBeforeTraining(signum)
 
     def _in_loop_sigint(self, signum: int, frame: FrameType | None) -> None:
-        if self.received == signal.SIGINT:
-            raise KeyboardInterrupt  # the second Ctrl-C: abort now, without saving
+        if self.received == signal.SIGINT:  # the second Ctrl-C: abort now, without saving
+            # An exception raised here can land in a weakref or GC callback, where Python only
+            # prints it and carries on: leave the process directly instead.
+            print(
+                "\nprimus: aborted by a second Ctrl-C (the last saved checkpoint is kept)",
+                file=sys.stderr,
+                flush=True,
+            )
+            logging.shutdown()
+            os._exit(exit_code(signal.SIGINT))
         first = self.received is None
         self.received = signal.SIGINT
         if first:
