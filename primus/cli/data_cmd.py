@@ -83,6 +83,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="read at most this much input text, e.g. 4M: the document that reaches the limit is "
         "cut there (default: all of it)",
     )
+    prep.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing PREFIX.bin/.idx (and a tokenizer this command trained before)",
+    )
     prep.set_defaults(func=prepare)
 
 
@@ -102,6 +107,19 @@ def _check_output_dir(prefix: Path) -> None:
         )
 
 
+def _refuse_overwrite(prefix: Path, tokenizer_out: Path | None) -> None:
+    """A dataset (or tokenizer) a run may be training on is never replaced without asking."""
+    existing = [Path(f"{prefix}{ext}") for ext in (".bin", ".idx") if Path(f"{prefix}{ext}").exists()]
+    if tokenizer_out is not None and tokenizer_out.exists():
+        existing.append(tokenizer_out)
+    if existing:
+        raise PrimusUserError(
+            f"{', '.join(str(p) for p in existing)} already exist (runs may be training on them)",
+            key="--output-prefix",
+            hint="choose another --output-prefix, or add --overwrite to replace them",
+        )
+
+
 def prepare(args: argparse.Namespace) -> int:
     from primus.data.sources import open_corpus, parse_size
     from primus.data.tokenizer import train_bpe_tokenizer
@@ -113,6 +131,10 @@ def prepare(args: argparse.Namespace) -> int:
     prefix = Path(args.output_prefix).expanduser()
     corpus = open_corpus(args.input, args.json_key, max_bytes)
     _check_output_dir(prefix)
+    if not args.overwrite:
+        _refuse_overwrite(
+            prefix, None if args.tokenizer else Path(args.tokenizer_out or f"{prefix}_tokenizer")
+        )
     logger.info("input: %d file(s), %.2f MB", len(corpus.files), corpus.total_bytes / 1e6)
 
     if args.tokenizer:

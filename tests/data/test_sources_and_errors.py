@@ -95,6 +95,15 @@ def test_cli_user_errors_exit_2_with_one_line(cli, tmp_path):
     )
     assert out.returncode == 2 and "nope does not exist" in out.stderr
 
+    # an existing dataset (a run may be training on it) is never replaced without --overwrite
+    (tmp_path / "old.bin").write_bytes(b"run data")
+    out = cli(
+        "data", "prepare", "--input", str(tmp_path / "in.txt"), "--train-tokenizer", "300",
+        "--output-prefix", str(tmp_path / "old"),
+    )  # fmt: skip
+    assert out.returncode == 2 and "old.bin already exist" in out.stderr and "--overwrite" in out.stderr
+    assert (tmp_path / "old.bin").read_bytes() == b"run data" and not (tmp_path / "old_tokenizer").exists()
+
 
 def test_report_errors_exit_2(cli, tmp_path):
     out = cli("report", str(tmp_path / "missing"))

@@ -50,6 +50,13 @@ def test_extends_string_relative_to_including_file(tmp_path):
     assert load_config(tmp_path / "d/child.yaml").get("train.train_iters") == 7
 
 
+def test_extends_finds_a_shipped_config_by_name(tmp_path):
+    (tmp_path / "my.yaml").write_text("extends: tiny_llama.yaml\nmodel:\n  num_layers: 3\n")
+    cfg = load_config(tmp_path / "my.yaml")
+    assert cfg.get("model.num_layers") == 3 and cfg.get("model.hidden_size") == 64
+    assert "configs/tiny_llama.yaml:" in cfg.source_of("model.hidden_size")
+
+
 def test_extends_cycle_is_reported_with_chain(tmp_path):
     write(tmp_path / "a.yaml", "extends: b.yaml\n")
     write(tmp_path / "b.yaml", "extends: a.yaml\n")

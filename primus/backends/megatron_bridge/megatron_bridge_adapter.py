@@ -22,6 +22,11 @@ class MegatronBridgeAdapter(BackendAdapter):
 
     def prepare_environment(self, ctx: RunContext) -> None:
         """Export the rendezvous variables and run the ``setup`` patches (before any Megatron import)."""
+        earlier = preflight.check_earlier_run(ctx.config)
+        if earlier and ctx.dry_run:
+            logger.warning("the run itself would be refused: %s", earlier.problems[0])
+        elif earlier:
+            raise PrimusUserError(earlier.problems)
         ctx.dist.export()
         quiet_third_party_noise()
         run_patches("setup", ctx.patches)

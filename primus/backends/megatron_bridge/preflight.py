@@ -36,6 +36,15 @@ def _check_checkpoint_shape(container: Any, load: str, view, problems: ProblemCo
     saved = latest_checkpoint(load)
     if saved is None:
         return
+    iters = container.train.train_iters
+    if iters and saved.iteration >= iters:
+        problems.add(
+            f"the checkpoint in {load} is at iteration {saved.iteration} and train.train_iters is {iters}: "
+            "nothing left to train",
+            key="train.train_iters",
+            source=view.source_of("train.train_iters"),
+            hint=f"to train longer, raise it (e.g. train.train_iters={2 * saved.iteration})",
+        )
     for field, theirs, ours in shape_mismatches(container, saved):
         problems.add(
             f"the checkpoint in {load} (iteration {saved.iteration}) has {field}={theirs}, this config {ours}",
@@ -73,27 +82,35 @@ def _check_directories(container: Any, view, problems: ProblemCollector) -> None
         )
     elif load:
         _check_checkpoint_shape(container, load, view, problems)
-    _check_earlier_run(container, view, problems)
 
 
 def _same_dir(a: str | None, b: str | None) -> bool:
     return bool(a and b) and Path(a).resolve() == Path(b).resolve()
 
 
-def _check_earlier_run(container: Any, view, problems: ProblemCollector) -> None:
-    """A run that does not resume must not write over an earlier run's checkpoints or metrics."""
-    save, load = container.checkpoint.save, container.checkpoint.load
-    run_dir = view.get("run_dir", None)
-    if view.get("start_over", False):
-        if load and _same_dir(load, save):
+def check_earlier_run(user) -> ProblemCollector:
+    """A run that does not resume must not write over an earlier run's checkpoints or metrics.
+
+    Needs only the user's config (Primus puts checkpoints in ``run_dir/checkpoints`` unless
+    ``checkpoint.save`` says otherwise), so it runs before Megatron is imported: the answer
+    comes in a second, not after half a minute of imports.
+    """
+    problems = ProblemCollector()
+    run_dir = user.get("run_dir", None)
+    save = user.get("checkpoint", {}).get("save") if isinstance(user.get("checkpoint", None), dict) else None
+    save = save or (str(Path(run_dir) / "checkpoints") if run_dir else None)
+    load = user.get("checkpoint", {}).get("load") if isinstance(user.get("checkpoint", None), dict) else None
+    resuming = bool(user.get("resume", False)) or _same_dir(load, save)
+    if user.get("start_over", False):
+        if resuming:
             problems.add(
                 "start_over moves the earlier run aside, resume continues it: choose one",
                 key="start_over",
-                source=view.source_of("start_over"),
+                source=user.source_of("start_over"),
             )
-        return
-    if _same_dir(load, save):
-        return  # resuming this run
+        return problems
+    if resuming:
+        return problems
     found = None
     if save and (Path(save) / TRACKER).is_file():
         last = (Path(save) / TRACKER).read_text().strip()
@@ -104,12 +121,13 @@ def _check_earlier_run(container: Any, view, problems: ProblemCollector) -> None
         problems.add(
             f"run dir {run_dir} {found}",
             key="run_dir",
-            source=view.source_of("run_dir"),
+            source=user.source_of("run_dir"),
             hint="add --resume to continue it, choose another --run_dir, or add --start_over "
             "to move it aside (nothing is deleted) and start again"
             if "checkpoints" in found
             else "choose another --run_dir, or add --start_over to move it aside (nothing is deleted)",
         )
+    return problems
 
 
 #: model sizes that must be positive integers for a model to exist at all

@@ -249,6 +249,37 @@ def test_preflight_checkpoint_shape_mismatch(tmp_path):
     ]
 
 
+def test_preflight_resume_with_nothing_left_to_train(tmp_path):
+    import yaml
+
+    ckpt = tmp_path / "run" / "checkpoints"
+    (ckpt / "iter_0000040").mkdir(parents=True)
+    (ckpt / "latest_checkpointed_iteration.txt").write_text("40")
+    (ckpt / "iter_0000040" / "run_config.yaml").write_text(yaml.safe_dump({"model": {"num_layers": 2}}))
+    user = load_config(None, overrides=[*MODEL, "train.train_iters=20"], flags={"resume": True})
+    user.set("run_dir", str(tmp_path / "run"), "cli")
+    built = MegatronBridgeArgBuilder(user, CPU_LAPTOP).build()
+    problems = [str(p) for p in preflight.check(built.container, built.view(), CPU_LAPTOP, 1).problems]
+    assert problems == [
+        f"train.train_iters (cli): the checkpoint in {ckpt} is at iteration 40 and train.train_iters is 20: "
+        "nothing left to train; to train longer, raise it (e.g. train.train_iters=80)"
+    ]
+
+
+def test_earlier_run_is_checked_from_the_user_config_alone(tmp_path):
+    """Before Megatron is imported: the run-dir refusal must come in a second."""
+    ckpt = tmp_path / "run" / "checkpoints"
+    ckpt.mkdir(parents=True)
+    (ckpt / "latest_checkpointed_iteration.txt").write_text("20")
+    user = load_config(None, flags={"run_dir": str(tmp_path / "run")})
+    (problem,) = preflight.check_earlier_run(user).problems
+    assert "has checkpoints up to iteration 20" in str(problem) and "--start_over" in str(problem)
+    resumed = load_config(None, flags={"run_dir": str(tmp_path / "run"), "resume": True})
+    assert not preflight.check_earlier_run(resumed)
+    both = load_config(None, flags={"run_dir": str(tmp_path / "run"), "resume": True, "start_over": True})
+    assert "choose one" in str(preflight.check_earlier_run(both).problems[0])
+
+
 @pytest.mark.parametrize("user_value", [None, "false", "true"])
 def test_wgrad_fusion_patch_turns_the_fusion_on_without_te_unless_the_user_turned_it_off(
     monkeypatch, user_value
