@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from primus.report.run_report import RunMetrics, smooth, smoothed_ends, steady
+from primus.report.run_report import RunMetrics, end_span, smooth, smoothed_ends, steady
 
 
 def _axis(ax, title: str, ylabel: str) -> None:
@@ -42,9 +42,16 @@ def draw(metrics: RunMetrics, out: Path) -> Path:
     _mark_resumes(axes.flat, metrics.resumes)
 
     steps, losses = metrics.get("loss")
-    smoothed = smooth(losses)
+    span = end_span(len(losses))
+    smoothed = smooth(losses, 1.0 - 1.0 / span)  # the same smoothing as the title's two ends
     ax_loss.plot(steps, losses, color="tab:blue", alpha=0.3, linewidth=1, label="training, per iteration")
-    ax_loss.plot(steps, smoothed, color="tab:blue", linewidth=2, label="training, smoothed (EMA 0.9)")
+    ax_loss.plot(
+        steps,
+        smoothed,
+        color="tab:blue",
+        linewidth=2,
+        label=f"training, smoothed (EMA over ~{span} iterations)",
+    )
     v_steps, v_losses = metrics.get("validation_loss")
     if v_losses:
         ax_loss.plot(

@@ -59,18 +59,6 @@ class MegatronBridgePretrainTrainer(BaseTrainer):
             (self.run_dir / "config.yaml").write_text(self.built.view().to_yaml())
         if self.ctx.verbose:
             logger.info("the resolved config:\n%s", self.built.view().to_yaml())
-        adapter_summary = summary_block(
-            self.built,
-            world_size=self.ctx.dist.world_size,
-            device=self.ctx.env.device,
-            patches=[o.patch_id for o in self.ctx.patches.state.get("patch_outcomes", []) if o.applied],
-            run_dir=self.run_dir,
-            config_path=self.ctx.config_path,
-            embedded_config=self.ctx.embedded_config,
-        )
-        logger.info(
-            "training %s\n%s", self.built.recipe or self.ctx.config.get("name", None) or "", adapter_summary
-        )
 
     def init(self) -> None:
         from primus.backends.megatron_bridge.metrics import MetricsRecorder
@@ -80,6 +68,20 @@ class MegatronBridgePretrainTrainer(BaseTrainer):
         c = self.container
         self.metrics = MetricsRecorder(self.run_dir, c.train.global_batch_size * c.dataset.seq_length)
         self.signals = GracefulStop(c.train.exit_signal)
+        self._log_plan()
+
+    def _log_plan(self) -> None:
+        """The summary block, once every patch that will apply has applied."""
+        plan = summary_block(
+            self.built,
+            world_size=self.ctx.dist.world_size,
+            device=self.ctx.env.device,
+            patches=[o.patch_id for o in self.ctx.patches.state.get("patch_outcomes", []) if o.applied],
+            run_dir=self.run_dir,
+            config_path=self.ctx.config_path,
+            embedded_config=self.ctx.embedded_config,
+        )
+        logger.info("training %s\n%s", self.built.recipe or self.ctx.config.get("name", None) or "", plan)
 
     def run_train(self) -> dict[str, Any]:
         from megatron.bridge.training.gpt_step import forward_step

@@ -48,6 +48,7 @@ class ProgressLine(Callback):
         self._paused = 0.0
         self._pause_start: float | None = None
         self._last_step_end: float | None = None
+        self._last_validation: tuple[int, float] | None = None
 
     def on_train_start(self, context) -> None:
         self._window_start = None  # the clock starts after the first step (warm-up, first batch)
@@ -91,8 +92,11 @@ class ProgressLine(Callback):
     def on_eval_end(self, context) -> None:
         self._resume_clock()
         loss = _loss(context.total_loss_dict)
-        if loss is not None:
-            iteration = int(context.state.train_state.step)
+        iteration = int(context.state.train_state.step)
+        if (
+            loss is not None and (iteration, loss) != self._last_validation
+        ):  # Bridge evaluates again at the end
+            self._last_validation = (iteration, loss)
             logger.info(
                 "validation at iter %d: loss %.4f, perplexity %.4g", iteration, loss, math.exp(min(loss, 50))
             )

@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from primus.backends.megatron_bridge.resume import latest_checkpoint
+
 
 def approx_parameters(model: Any) -> int | None:
     """Weights of a GPT from its sizes (biases left out): embeddings, attention, MLP/experts, norms."""
@@ -100,9 +102,13 @@ def _batch_line(container: Any, world_size: int) -> str:
     accumulation = max(1, gbs // (micro * dp)) if micro else 1
     seq = container.dataset.seq_length
     iters = train.train_iters
-    tokens = f" = {iters * gbs * seq:,} tokens" if iters else ""
+    saved = latest_checkpoint(container.checkpoint.load)
+    start = saved.iteration if saved else 0
+    todo = iters - start if iters else 0
+    tokens = f" = {todo * gbs * seq:,} tokens" if iters else ""
+    span = f"iterations {start + 1}-{iters} of {iters}" if start else f"{iters} iterations"
     return (
-        f"{iters} iterations x global batch {gbs} (micro {micro} x {accumulation} accumulation x "
+        f"{span} x global batch {gbs} (micro {micro} x {accumulation} accumulation x "
         f"{dp} data-parallel) x seq {seq}{tokens}"
     )
 
@@ -112,7 +118,7 @@ def _optimizer_line(container: Any) -> str:
     warmup = getattr(sched, "lr_warmup_iters", 0)
     return (
         f"{opt.optimizer}, lr {opt.lr:g} -> {opt.min_lr or 0:g} ({sched.lr_decay_style}, warmup {warmup})"
-        f", weight decay {opt.weight_decay:g}, grad clip {opt.clip_grad:g}"
+        f", weight decay {opt.weight_decay:g}, grad clip {f'{opt.clip_grad:g}' if opt.clip_grad else 'off'}"
     )
 
 
