@@ -131,3 +131,16 @@ def zero_centered_norm(ctx: PatchContext) -> None:
     from primus.backends.megatron_bridge.patches import zero_centered_norm as norms
 
     norms.install()
+
+
+@register_patch(
+    "megatron_bridge.peft_without_te",
+    backend=NAME,
+    phase="before_train",
+    condition=TE_ABSENT,
+    description="LoRA / DoRA wrap Megatron's local linear layers (Bridge's PEFT code takes TE's placeholders for TE)",
+)
+def peft_without_te(ctx: PatchContext) -> None:
+    from primus.backends.megatron_bridge.patches import peft_without_te as peft
+
+    peft.install()
