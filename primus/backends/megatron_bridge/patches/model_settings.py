@@ -43,6 +43,7 @@ CPU_SETTINGS: dict[str, Any] = {
     "model.fp16": False,
     "model.use_cpu_initialization": True,
     "dataset.num_workers": 0,
+    "dataset.pin_memory": False,  # no accelerator to pin memory for
     "dist.distributed_backend": "gloo",
     "checkpoint.load_rng": False,  # no CUDA RNG states to restore
     "train.manual_gc": False,
