@@ -38,6 +38,12 @@ class RunDirLock:
         self._fd = fd
         return self
 
+    def check_free(self) -> None:
+        """The "in use" error now, if a live run holds the directory (creates nothing)."""
+        if self.path.exists():
+            self.acquire()
+            self.release()
+
     def release(self) -> None:
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)

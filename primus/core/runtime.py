@@ -99,6 +99,8 @@ def train(request: TrainRequest, registry: BackendRegistry = BACKENDS) -> Any:
     """Build the run, then either describe it (dry run) or drive the trainer's lifecycle."""
     with hold_console(drop_on=(PrimusUserError,)):  # a user error prints first and alone
         ctx = build_context(request, registry)
+        if not ctx.dry_run and ctx.dist.is_main:
+            RunDirLock(ctx.run_dir).check_free()  # a live run there: say so before anything else
         adapter = registry.get(ctx.config.get("framework"))
         adapter.prepare_environment(ctx)
         native = adapter.build_config(ctx)

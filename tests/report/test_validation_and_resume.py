@@ -173,15 +173,20 @@ def test_train_with_validation_then_report(tmp_path):
         "validation.eval_interval=5", "validation.eval_iters=2", cwd=tmp_path,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
-    # what Megatron printed: "validation loss at iteration 5 | lm loss value: 4.537965E+00 | ..."
+    # what Megatron printed (to the run's megatron.log):
+    # "validation loss at iteration 5 | lm loss value: 4.537965E+00 | ..."
     printed = {
         int(it): float(value)
         for it, value in re.findall(
-            r"validation loss at iteration (\d+)(?: on validation set)? \| lm loss value: (\S+)", out.stdout
+            r"validation loss at iteration (\d+)(?: on validation set)? \| lm loss value: (\S+)",
+            (run_dir / "megatron.log").read_text(),
         )
     }  # the evaluation after training (iteration 20 "on validation set") comes last and wins;
     # "... on test set" is the test split's, not recorded
     assert sorted(printed) == [5, 10, 15, 20]
+    # the console's own lines: one per evaluation, and Bridge's evaluation after the loop
+    assert len(re.findall(r"validation at iter \d+: loss", out.stderr)) == 4
+    assert "validation after training: loss" in out.stderr
 
     rows = file_rows(run_dir)
     assert [r["iteration"] for r in rows] == list(range(1, 21))

@@ -48,7 +48,7 @@ class ProgressLine(Callback):
         self._paused = 0.0
         self._pause_start: float | None = None
         self._last_step_end: float | None = None
-        self._last_validation: tuple[int, float] | None = None
+        self._trained = False
 
     def on_train_start(self, context) -> None:
         self._window_start = None  # the clock starts after the first step (warm-up, first batch)
@@ -92,14 +92,17 @@ class ProgressLine(Callback):
     def on_eval_end(self, context) -> None:
         self._resume_clock()
         loss = _loss(context.total_loss_dict)
-        iteration = int(context.state.train_state.step)
-        if (
-            loss is not None and (iteration, loss) != self._last_validation
-        ):  # Bridge evaluates again at the end
-            self._last_validation = (iteration, loss)
-            logger.info(
-                "validation at iter %d: loss %.4f, perplexity %.4g", iteration, loss, math.exp(min(loss, 50))
-            )
+        if loss is None:
+            return
+        ppl = math.exp(min(loss, 50))
+        if self._trained:  # Bridge's evaluation after the loop (other batches than the last interval's)
+            logger.info("validation after training: loss %.4f, perplexity %.4g", loss, ppl)
+        else:
+            iteration = int(context.state.train_state.step)
+            logger.info("validation at iter %d: loss %.4f, perplexity %.4g", iteration, loss, ppl)
+
+    def on_train_end(self, context) -> None:
+        self._trained = True
 
     def on_checkpoint_save(self, context) -> None:
         if self._last_step_end is not None:  # the save ran right after that step
