@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import socket
 
 import pytest
 import torch
@@ -33,7 +34,9 @@ def local_linear(monkeypatch):
     created = not dist.is_initialized()
     if created:
         monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
-        monkeypatch.setenv("MASTER_PORT", "29547")
+        with socket.socket() as probe:  # a free port: other tests and runs may hold fixed ones
+            probe.bind(("127.0.0.1", 0))
+            monkeypatch.setenv("MASTER_PORT", str(probe.getsockname()[1]))
         dist.init_process_group("gloo", rank=0, world_size=1)
     parallel_state.initialize_model_parallel(1, 1)
     tp_random.initialize_rng_tracker(inference_rng_tracker=True)
