@@ -8,7 +8,7 @@ from primus.backends.megatron_bridge import NAME, capabilities, preflight
 from primus.backends.megatron_bridge.argument_builder import BuiltConfig, MegatronBridgeArgBuilder
 from primus.backends.megatron_bridge.log_noise import quiet_third_party_noise
 from primus.backends.megatron_bridge.resume import latest_checkpoint, schedule_note
-from primus.backends.megatron_bridge.run_summary import summary_block
+from primus.backends.megatron_bridge.run_summary import run_plan
 from primus.core.backend import BackendAdapter
 from primus.core.errors import PrimusUserError
 from primus.core.patches import run_patches
@@ -57,16 +57,7 @@ class MegatronBridgeAdapter(BackendAdapter):
         return text + "# the whole config, every value with its source: add --full\n"
 
     def summary(self, ctx: RunContext, built: BuiltConfig, *, with_run_dir: bool = True) -> str:
-        applied = [o.patch_id for o in ctx.patches.state.get("patch_outcomes", []) if o.applied]
-        return summary_block(
-            built,
-            world_size=ctx.dist.world_size,
-            device=ctx.env.device,
-            patches=applied,
-            run_dir=ctx.run_dir if with_run_dir else None,
-            config_path=ctx.config_path,
-            embedded_config=ctx.embedded_config,
-        )
+        return run_plan(built, ctx, with_run_dir=with_run_dir)
 
     def recipes(self) -> capabilities.Recipes:
         return capabilities.Recipes()

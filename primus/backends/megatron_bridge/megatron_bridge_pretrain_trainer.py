@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from primus.backends.megatron_bridge.argument_builder import BuiltConfig
-from primus.backends.megatron_bridge.run_summary import summary_block
+from primus.backends.megatron_bridge.run_summary import run_plan
 from primus.core.errors import RunPreempted
 from primus.core.logging_setup import log_to_file
 from primus.core.patches import run_patches
@@ -72,15 +72,7 @@ class MegatronBridgePretrainTrainer(BaseTrainer):
 
     def _log_plan(self) -> None:
         """The summary block, once every patch that will apply has applied."""
-        plan = summary_block(
-            self.built,
-            world_size=self.ctx.dist.world_size,
-            device=self.ctx.env.device,
-            patches=[o.patch_id for o in self.ctx.patches.state.get("patch_outcomes", []) if o.applied],
-            run_dir=self.run_dir,
-            config_path=self.ctx.config_path,
-            embedded_config=self.ctx.embedded_config,
-        )
+        plan = run_plan(self.built, self.ctx)
         logger.info("training %s\n%s", self.built.recipe or self.ctx.config.get("name", None) or "", plan)
 
     def run_train(self) -> dict[str, Any]:

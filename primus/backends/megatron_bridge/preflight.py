@@ -97,9 +97,10 @@ def check_earlier_run(user) -> ProblemCollector:
     """
     problems = ProblemCollector()
     run_dir = user.get("run_dir", None)
-    save = user.get("checkpoint", {}).get("save") if isinstance(user.get("checkpoint", None), dict) else None
-    save = save or (str(Path(run_dir) / "checkpoints") if run_dir else None)
-    load = user.get("checkpoint", {}).get("load") if isinstance(user.get("checkpoint", None), dict) else None
+    checkpoint = user.get("checkpoint", None)
+    checkpoint = checkpoint if isinstance(checkpoint, dict) else {}
+    save = checkpoint.get("save") or (str(Path(run_dir) / "checkpoints") if run_dir else None)
+    load = checkpoint.get("load")
     resuming = bool(user.get("resume", False)) or _same_dir(load, save)
     if user.get("start_over", False):
         if resuming:

@@ -157,6 +157,20 @@ def _validation_line(container: Any) -> str:
     return f"every {val.eval_interval} iterations, {val.eval_iters} batches"
 
 
+def run_plan(built: Any, ctx: Any, *, with_run_dir: bool = True) -> str:
+    """The summary of ``built`` for the run ``ctx`` describes (a RunContext): the one place
+    that gathers its inputs, for ``--dry-run``, ``recipes show`` and the start of training."""
+    return summary_block(
+        built,
+        world_size=ctx.dist.world_size,
+        device=ctx.env.device,
+        patches=[o.patch_id for o in ctx.patches.state.get("patch_outcomes", []) if o.applied],
+        run_dir=ctx.run_dir if with_run_dir else None,
+        config_path=ctx.config_path,
+        embedded_config=ctx.embedded_config,
+    )
+
+
 def summary_block(
     built: Any,
     *,
