@@ -55,6 +55,7 @@ EXPECTED = {
     "megatron_bridge.te_free_model": (False, True, True),
     "megatron_bridge.cpu_training_config": (False, False, True),
     "megatron_bridge.sdpa_attention": (False, True, False),
+    "megatron_bridge.packed_sequences_without_te": (False, False, False),  # + a packing dataset
     "megatron_bridge.foreach_grad_norm": (False, True, False),
     "megatron_bridge.fused_adam": (False, True, False),
     "megatron_bridge.compiled_rope": (False, True, False),

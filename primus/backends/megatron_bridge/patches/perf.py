@@ -1,7 +1,8 @@
 """Performance patches: the TE-free GPU fast path (condition: CUDA training, TE absent).
 
 Each was chosen from a profile of the patched step (``docs/performance.md``); each can be
-switched off by id (``PRIMUS_PATCHES=-<id>`` or ``patches: {disable: [...]}``).
+switched off by id (``PRIMUS_PATCHES=-<id>`` or ``patches: {disable: [...]}``). One compat patch
+lives here too because it reuses the SDPA swap: packed sequences without TE, on any device.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 from primus.backends.megatron_bridge import NAME
 from primus.backends.megatron_bridge.patches.conditions import APEX_ABSENT, TE_ABSENT
 from primus.backends.megatron_bridge.patches.model_settings import set_by_patch
+from primus.core.errors import PrimusUserError
 from primus.core.patches import Condition, PatchContext, register_patch
 
 logger = logging.getLogger(__name__)
@@ -38,6 +40,48 @@ def sdpa_attention(ctx: PatchContext) -> None:
         return
     model.transformer_layer_spec = with_sdpa_core_attention(model.transformer_layer_spec)
     built.provenance.record("model.transformer_layer_spec", "patch:megatron_bridge.sdpa_attention")
+
+
+def _packs_sequences(ctx: PatchContext) -> bool:
+    dataset = getattr(getattr(ctx.native_config, "container", None), "dataset", None)
+    return bool(
+        getattr(dataset, "enable_offline_packing", False)
+        or getattr(dataset, "enable_in_batch_packing", False)
+    )
+
+
+PACKED_SEQUENCES = Condition(_packs_sequences, "the dataset packs sequences (offline or in-batch packing)")
+
+
+@register_patch(
+    "megatron_bridge.packed_sequences_without_te",
+    backend=NAME,
+    phase="build_args",
+    condition=TE_ABSENT & PACKED_SEQUENCES,
+    description="packed (thd) sequences through the SDPA core attention, one causal call per document "
+    "(Megatron's local attention asserts packed_seq_params is None)",
+)
+def packed_sequences_without_te(ctx: PatchContext) -> None:
+    from megatron.core.transformer.enums import AttnBackend
+
+    from primus.backends.megatron_bridge.patches.sdpa_attention import with_sdpa_core_attention
+
+    built = ctx.native_config
+    model = built.container.model
+    if getattr(model, "attention_backend", None) == AttnBackend.local:
+        raise PrimusUserError(
+            "packed sequences need the SDPA core attention without Transformer Engine, and "
+            "attention_backend=local puts Megatron's DotProductAttention (no packed support) back",
+            key="model.attention_backend",
+            hint="set model.attention_backend=auto, or turn packing off (dataset.enable_offline_packing=false)",
+        )
+    spec = model.transformer_layer_spec
+    if getattr(spec, "__name__", "").startswith("sdpa("):
+        return  # megatron_bridge.sdpa_attention already swapped it
+    model.transformer_layer_spec = with_sdpa_core_attention(spec)
+    built.provenance.record(
+        "model.transformer_layer_spec", "patch:megatron_bridge.packed_sequences_without_te"
+    )
 
 
 #: Settings under which Megatron bypasses or refuses gradient_accumulation_fusion: path -> why.
