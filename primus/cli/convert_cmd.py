@@ -108,6 +108,8 @@ def run_export(args: argparse.Namespace) -> int:
         )
     )
     print(f"exported {r.architecture} from {r.source} -> {r.output} ({r.seconds:.1f} s)")
+    if getattr(r, "adapter", None):
+        print(f"HF PEFT adapter -> {r.adapter}")
     return 0
 
 
