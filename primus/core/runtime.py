@@ -15,7 +15,7 @@ from typing import Any
 from primus.core.backend import BACKENDS, BackendRegistry
 from primus.core.config import ResolvedConfig, load_config
 from primus.core.config.resolved import derived_source
-from primus.core.config.schema import validate_top_level
+from primus.core.config.schema import FINETUNE_WORKLOADS, validate_top_level
 from primus.core.distributed import resolve_dist_env
 from primus.core.environment import detect
 from primus.core.errors import PrimusUserError, ProblemCollector
@@ -35,13 +35,24 @@ def experiment_name(cfg: ResolvedConfig, config_path: str | None) -> str:
         return cfg.get("name")
     if cfg.get("recipe", None):
         return str(cfg.get("recipe"))
-    return Path(config_path).stem if config_path else "primus"
+    if config_path:
+        return Path(config_path).stem
+    if fine_tunes_hf_model(cfg):  # e.g. runs/my-model-lora
+        return f"{Path(str(cfg.get('hf_model_name_or_path'))).name}-{cfg.get('workload')}"
+    return "primus"
+
+
+def fine_tunes_hf_model(cfg: ResolvedConfig) -> bool:
+    return cfg.get("workload", None) in FINETUNE_WORKLOADS and bool(cfg.get("hf_model_name_or_path", None))
 
 
 def names_no_model(request: TrainRequest, cfg: ResolvedConfig) -> bool:
     """True when neither a config file, a recipe nor an HF model says what to train."""
     return (
-        request.config_path is None and not cfg.get("recipe", None) and not cfg.get("convert_from_hf", False)
+        request.config_path is None
+        and not cfg.get("recipe", None)
+        and not cfg.get("convert_from_hf", False)
+        and not fine_tunes_hf_model(cfg)
     )
 
 

@@ -18,6 +18,7 @@ from primus.backends.megatron_bridge import CONFIG_SECTIONS
 from primus.backends.megatron_bridge.config_tree import Provenance, apply_section, set_path
 from primus.backends.megatron_bridge.data import parse_data_path
 from primus.backends.megatron_bridge.derived_values import PRIMUS_MODEL_KEYS, DerivedValues
+from primus.backends.megatron_bridge.finetune_setup import FinetuneSetup, is_finetune, resolve_workload
 from primus.core.config.resolved import CLI, DEFAULT, ResolvedConfig, derived_source, recipe_source
 from primus.core.environment import EnvFacts
 from primus.core.errors import ProblemCollector
@@ -65,6 +66,9 @@ class BuiltConfig:
     provenance: Provenance
     recipe: str | None
     user: ResolvedConfig
+    workload: str = "pretrain"
+    #: fine-tuning: the user's records as inspected (``primus.data.sft_data.SFTData``)
+    sft_data: Any = None
 
     def view(self) -> ResolvedConfig:
         """Primus keys + every ConfigContainer section, each leaf with its source."""
@@ -88,18 +92,37 @@ class MegatronBridgeArgBuilder:
     # -- public ---------------------------------------------------------------------------
     def build(self) -> BuiltConfig:
         recipe = self.user.get("recipe", None)
-        container, provenance = self._base(recipe)
-        if self.user.get("convert_from_hf", False):
+        workload, workload_source = resolve_workload(self.user, recipe)
+        if not self.user.get("workload", None):
+            self.user.set("workload", workload, workload_source)
+        finetune = is_finetune(workload)
+        container, provenance = self._base(recipe, workload)
+        if self.user.get("convert_from_hf", False) or (
+            finetune and self.user.get("hf_model_name_or_path", None)
+        ):
             self._model_from_hf(container, provenance)
+        finetune_setup = FinetuneSetup(self.user, workload, self.problems) if finetune else None
+        if finetune_setup:
+            finetune_setup.apply(container, provenance)
+        elif recipe and (container.peft is not None or hasattr(container.dataset, "dataset_root")):
+            self.problems.add(
+                f"recipe {recipe} fine-tunes; workload pretrain cannot run it",
+                key="workload",
+                source=self.user.source_of("workload"),
+                hint="use --workload sft / lora / dora with it, or a pretrain recipe",
+            )
         self._apply_user_sections(container, provenance)
         self._apply_primus_keys(container, provenance)
         DerivedValues(self.user, self.problems, self.world_size).apply(container, provenance)
+        if finetune_setup:
+            finetune_setup.finish(container, provenance)
         self._check_hf_export()
         self.problems.raise_if_any()
-        return BuiltConfig(container, provenance, recipe, self.user)
+        sft_data = finetune_setup.data if finetune_setup else None
+        return BuiltConfig(container, provenance, recipe, self.user, workload, sft_data)
 
     # -- layers ---------------------------------------------------------------------------
-    def _base(self, recipe: str | None) -> tuple[Any, Provenance]:
+    def _base(self, recipe: str | None, workload: str) -> tuple[Any, Provenance]:
         if recipe:
             from primus.backends.megatron_bridge.recipes import build_recipe, resolve_recipe
 
@@ -112,7 +135,12 @@ class MegatronBridgeArgBuilder:
         from megatron.bridge.recipes.common import _pretrain_common
         from megatron.bridge.training.tokenizers.config import TokenizerConfig
 
-        container = _pretrain_common()
+        if is_finetune(workload):
+            from primus.backends.megatron_bridge.finetune_setup import base_config
+
+            container = base_config(workload)
+        else:
+            container = _pretrain_common()
         provenance = Provenance(DEFAULT)
         container.model = GPTModelProvider()
         model_values = dict(SCRATCH_MODEL_DEFAULTS)
@@ -121,7 +149,10 @@ class MegatronBridgeArgBuilder:
         defaults.set("model", model_values, DEFAULT)
         apply_section(container.model, model_values, "model", defaults, provenance, problems)
         problems.raise_if_any()
-        container.tokenizer = TokenizerConfig(tokenizer_type="NullTokenizer", vocab_size=NULL_TOKENIZER_VOCAB)
+        if not is_finetune(workload):  # fine-tuning: the HF model's tokenizer, or the user's
+            container.tokenizer = TokenizerConfig(
+                tokenizer_type="NullTokenizer", vocab_size=NULL_TOKENIZER_VOCAB
+            )
         return container, provenance
 
     def _model_from_hf(self, container: Any, provenance: Provenance) -> None:
@@ -144,7 +175,8 @@ class MegatronBridgeArgBuilder:
         container.model = provider
         provenance.record("model", f"hf:{hf_dir}")
         derived = derived_source("convert_from_hf")
-        set_path(container, "checkpoint.pretrained_checkpoint", str(hf_dir), derived, provenance)
+        if not self._user_set("checkpoint.pretrained_checkpoint"):  # else: an imported checkpoint
+            set_path(container, "checkpoint.pretrained_checkpoint", str(hf_dir), derived, provenance)
         set_path(container, "checkpoint.hf_source_path", str(hf_dir), derived, provenance)
         if self.user.get("trust_remote_code", False):
             set_path(container, "checkpoint.hf_trust_remote_code", True, derived, provenance)
@@ -208,7 +240,7 @@ class MegatronBridgeArgBuilder:
             if not self._user_set(path):
                 set_path(container, path, value, PRIMUS_DEFAULT_SOURCE, provenance)
         run_dir = Path(user.get("run_dir"))
-        blend = parse_data_path(user.get("data_path", None), user.source_of("data_path"), self.problems)
+        blend = self._pretraining_blend()
         if blend is not None:
             set_path(
                 container, "dataset.blend", blend.as_megatron_blend(), user.source_of("data_path"), provenance
@@ -245,6 +277,24 @@ class MegatronBridgeArgBuilder:
                 provenance,
             )
         self._continue_saved_schedule(container, provenance)
+
+    def _pretraining_blend(self):
+        """``data_path`` as indexed-dataset prefixes (fine-tuning reads it as JSONL instead)."""
+        from primus.data.sft_data import is_sft_data_path
+
+        value, source = self.user.get("data_path", None), self.user.source_of("data_path")
+        if is_finetune(self.user.get("workload")):
+            return None
+        if value and is_sft_data_path(value):
+            self.problems.add(
+                "JSONL records are for fine-tuning; pretraining reads indexed datasets",
+                key="data_path",
+                source=source,
+                hint="add --workload sft (or lora / dora) and --hf_model_name_or_path DIR, or "
+                "tokenize raw text with `primus data prepare`",
+            )
+            return None
+        return parse_data_path(value, source, self.problems)
 
     def _continue_saved_schedule(self, container: Any, provenance: Provenance) -> None:
         """A resumed run continues the LR schedule saved in its checkpoint.

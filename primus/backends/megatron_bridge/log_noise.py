@@ -30,7 +30,7 @@ QUIET_WARNINGS = (
     (r"Only transformer-engine>=", r"megatron\."),
     (r"MimoModelConfig is experimental", r"megatron\."),
     (r"'pin_memory' argument is set as true but no accelerator", r"torch\."),
-    (r"Function 'pretrain' is experimental", r""),
+    (r"Function '(pretrain|finetune)' is experimental", r""),
     (r"`build_tokenizer` is deprecated", r"megatron\."),
     (r"torch.distributed is disabled, unavailable or uninitialized", r"torch\."),
     # torch's own deprecations inside Megatron's checkpoint loading (nothing a user can change)

@@ -16,6 +16,17 @@ from primus.core.run_context import RunContext
 
 logger = logging.getLogger(__name__)
 
+_PRETRAIN = (
+    "primus.backends.megatron_bridge.megatron_bridge_pretrain_trainer",
+    "MegatronBridgePretrainTrainer",
+)
+_FINETUNE = (
+    "primus.backends.megatron_bridge.megatron_bridge_finetune_trainer",
+    "MegatronBridgeFinetuneTrainer",
+)
+#: workload -> the trainer that runs it (imported when a run needs it)
+TRAINERS = {"pretrain": _PRETRAIN, "sft": _FINETUNE, "lora": _FINETUNE, "dora": _FINETUNE}
+
 
 class MegatronBridgeAdapter(BackendAdapter):
     name = NAME
@@ -69,8 +80,8 @@ class MegatronBridgeAdapter(BackendAdapter):
         return capabilities.DataPreparation()
 
     def create_trainer(self, ctx: RunContext, native_config: BuiltConfig):
-        from primus.backends.megatron_bridge.megatron_bridge_pretrain_trainer import (
-            MegatronBridgePretrainTrainer,
-        )
+        """The trainer of the build's workload (TRAINERS: workload -> module, class)."""
+        import importlib
 
-        return MegatronBridgePretrainTrainer(ctx, native_config)
+        module, cls = TRAINERS[native_config.workload]
+        return getattr(importlib.import_module(module), cls)(ctx, native_config)

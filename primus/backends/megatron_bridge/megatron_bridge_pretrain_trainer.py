@@ -75,9 +75,14 @@ class MegatronBridgePretrainTrainer(BaseTrainer):
         plan = run_plan(self.built, self.ctx)
         logger.info("training %s\n%s", self.built.recipe or self.ctx.config.get("name", None) or "", plan)
 
+    def entry_point(self):
+        """Bridge's training function for this workload."""
+        from megatron.bridge.training.pretrain import pretrain
+
+        return pretrain
+
     def run_train(self) -> dict[str, Any]:
         from megatron.bridge.training.gpt_step import forward_step
-        from megatron.bridge.training.pretrain import pretrain
 
         from primus.backends.megatron_bridge.progress import ProgressLine
         from primus.backends.megatron_bridge.stop_signals import StopBeforeTraining, exit_code
@@ -91,7 +96,7 @@ class MegatronBridgePretrainTrainer(BaseTrainer):
             with megatron_output(
                 self.run_dir / "megatron.log", show=self.ctx.verbose or not self.ctx.dist.is_main
             ):
-                pretrain(c, forward_step, callbacks=[self.metrics, self.signals, progress])
+                self.entry_point()(c, forward_step, callbacks=[self.metrics, self.signals, progress])
         except StopBeforeTraining as exc:
             raise RunPreempted(
                 f"{signal.Signals(exc.signum).name} before training started: nothing to save",
@@ -122,14 +127,15 @@ class MegatronBridgePretrainTrainer(BaseTrainer):
         cfg = self.ctx.config
         out = Path(cfg.get("hf_export_dir", None) or self.run_dir / "hf")
         if self.ctx.dist.is_main:
-            export_hf(
-                self.container.checkpoint.save,
-                out,
-                hf_source=cfg.get("hf_model_name_or_path"),
-                device=self.ctx.env.device,
-                trust_remote_code=bool(cfg.get("trust_remote_code", False)),
-                single_process=True,
-            )
+            with megatron_output(self.run_dir / "megatron.log", show=self.ctx.verbose):
+                export_hf(
+                    self.container.checkpoint.save,
+                    out,
+                    hf_source=cfg.get("hf_model_name_or_path"),
+                    device=self.ctx.env.device,
+                    trust_remote_code=bool(cfg.get("trust_remote_code", False)),
+                    single_process=True,
+                )
             logger.info("HF export: %s", out)
         return str(out)
 

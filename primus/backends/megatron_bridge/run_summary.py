@@ -59,7 +59,14 @@ def _model_line(model: Any) -> str:
 
 def _origin(view: Any, recipe: str | None, config_path: str | None, embedded: bool) -> str:
     parts = []
-    if view.get("convert_from_hf", False):
+    if view.get("workload", "pretrain") != "pretrain":
+        start = view.get("checkpoint.pretrained_checkpoint", None)
+        parts.append(
+            f"starting from {start}"
+            if start
+            else "starting weights: none (see checkpoint.pretrained_checkpoint)"
+        )
+    elif view.get("convert_from_hf", False):
         parts.append(f"weights and architecture from the HF model {view.get('hf_model_name_or_path')}")
     if recipe:
         parts.append(f"recipe {recipe}")
@@ -71,12 +78,44 @@ def _origin(view: Any, recipe: str | None, config_path: str | None, embedded: bo
     return "; ".join(parts) or "built from the command line"
 
 
-def _data_line(container: Any, view: Any) -> str:
+def _records_line(sft: Any, dataset: Any, view: Any) -> str:
+    """Fine-tuning records: how many, which format, what trains, what validates."""
+    kind = sft.format.replace("_", "/")
+    files = ", ".join(str(p) for p in sft.training)
+    if sft.validation:
+        validation = f"validation {sft.validation_records} from {', '.join(str(p) for p in sft.validation)}"
+    else:
+        validation = f"validation {view.get('sft_validation_fraction'):.0%} held out"
+    loss = view.get("sft_loss")
+    trains = {
+        "assistant": "assistant" if sft.format == "chat" else "completion",
+        "last_turn": "last turn",
+    }.get(loss, loss)
+    packed = "packed" if getattr(dataset, "enable_offline_packing", False) else "one record per sequence"
+    return f"{sft.training_records} {kind} records from {files} ({validation}); loss on {trains} tokens; {packed}"
+
+
+def _workload_line(built: Any) -> str:
+    peft = built.container.peft
+    if built.workload == "pretrain":
+        return "pretrain: every weight trains"
+    if peft is None:
+        return f"{built.workload}: every weight trains (full fine-tuning)"
+    targets = ", ".join(getattr(peft, "target_modules", []) or [])
+    return (
+        f"{built.workload}: adapters of dim {getattr(peft, 'dim', '?')}, alpha {getattr(peft, 'alpha', '?')} "
+        f"on {targets}; the base weights stay frozen; checkpoints hold the adapters only"
+    )
+
+
+def _data_line(container: Any, view: Any, sft: Any = None) -> str:
     blend = getattr(container.dataset, "blend", None)
     tokenizer = container.tokenizer
     tok = getattr(tokenizer, "tokenizer_type", None) or "?"
     if getattr(tokenizer, "tokenizer_model", None):
         tok += f" {tokenizer.tokenizer_model}"
+    if sft is not None:
+        return f"{_records_line(sft, container.dataset, view)}; tokenizer {tok}"
     if blend is None:
         return f"mock data (random tokens); tokenizer {tok}"
     prefixes, weights = blend
@@ -186,7 +225,8 @@ def summary_block(
     rows = [
         ("model", f"{_model_line(container.model)}"),
         ("", _origin(view, built.recipe, config_path, embedded_config)),
-        ("data", _data_line(container, view)),
+        ("workload", _workload_line(built)),
+        ("data", _data_line(container, view, getattr(built, "sft_data", None))),
         ("training", _batch_line(container, world_size)),
         ("optimizer", _optimizer_line(container)),
         (

@@ -26,6 +26,9 @@ class KeySpec:
 
 _STR = (str,)
 _OPT_STR = (str, type(None))
+#: workloads that start from a trained model and read the user's records (JSONL)
+FINETUNE_WORKLOADS = ("sft", "lora", "dora")
+WORKLOADS = ("pretrain", *FINETUNE_WORKLOADS)
 PRIMUS_KEYS: dict[str, KeySpec] = {
     "framework": KeySpec(
         _STR, "megatron_bridge", "training backend (see `primus backends list`)", flag=True, metavar="NAME"
@@ -37,12 +40,46 @@ PRIMUS_KEYS: dict[str, KeySpec] = {
         flag=True,
         metavar="NAME",
     ),
+    "workload": KeySpec(
+        _OPT_STR,
+        None,
+        "what to run: pretrain, sft (full fine-tuning), lora or dora (adapters); "
+        "default: the recipe's (an *_sft_* / *_peft_* recipe fine-tunes), else pretrain",
+        WORKLOADS,
+        flag=True,
+    ),
     "data_path": KeySpec(
         (str, list, type(None)),
         None,
-        "indexed-dataset prefixes, optionally weighted: 0.7 pathA 0.3 pathB (none: mock data)",
+        "pretrain: indexed-dataset prefixes, optionally weighted (0.7 pathA 0.3 pathB; none: mock data); "
+        "fine-tuning: JSONL files, or a directory with training.jsonl [validation.jsonl]",
         flag=True,
         metavar="PATH",
+    ),
+    "chat_template": KeySpec(
+        _OPT_STR,
+        None,
+        "fine-tuning chat records: a Jinja chat template file, for a tokenizer without one",
+        flag=True,
+        metavar="FILE",
+    ),
+    "sft_loss": KeySpec(
+        _STR,
+        "assistant",
+        "fine-tuning: the tokens that train: assistant (every assistant turn / the completion), "
+        "last_turn (the last assistant turn), full (every token)",
+        ("assistant", "last_turn", "full"),
+        flag=True,
+    ),
+    "sft_validation_fraction": KeySpec(
+        (float, int),
+        0.05,
+        "fine-tuning without a validation file: the share of records held out for validation",
+    ),
+    "pack_sequences": KeySpec(
+        (bool, type(None)),
+        None,
+        "fine-tuning: pack several records into each sequence (default: the recipe's choice, else off)",
     ),
     "hf_model_name_or_path": KeySpec(
         _OPT_STR,
@@ -131,10 +168,10 @@ def validate_top_level(
 
 
 def _check_type(key: str, value: Any, spec: KeySpec, source: str | None, problems: ProblemCollector) -> None:
-    if not isinstance(value, spec.types) or (bool in spec.types) != isinstance(value, bool):
+    if not isinstance(value, spec.types) or (isinstance(value, bool) and bool not in spec.types):
         wanted = " or ".join("null" if t is type(None) else t.__name__ for t in spec.types)
         problems.add(f"expected {wanted}, got {type(value).__name__} {value!r}", key=key, source=source)
-    elif spec.choices and value not in spec.choices:
+    elif spec.choices and value is not None and value not in spec.choices:
         problems.add(
             f"invalid value {value!r}", key=key, source=source, hint="valid: " + ", ".join(spec.choices)
         )
