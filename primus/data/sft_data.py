@@ -278,6 +278,18 @@ def chat_template_problem(tokenizer_dir: str, chat_template_path: str | None) ->
     )
 
 
+def held_out_count(records: int, validation_fraction: float) -> int:
+    """How many of ``records`` training records are held out: the fraction, at least 1, at most n - 1."""
+    return min(max(round(validation_fraction * records), 1), records - 1)
+
+
+def validation_count(data: SFTData, validation_fraction: float) -> int:
+    """Records the validation split will hold once staged."""
+    if data.validation:
+        return data.validation_records
+    return held_out_count(data.training_records, validation_fraction) if data.training_records > 1 else 0
+
+
 def stage_sft_data(
     data: SFTData, dest: Path, *, validation_fraction: float = 0.05, seed: int = 1234
 ) -> StagedSFT:
@@ -307,7 +319,7 @@ def stage_sft_data(
         n = len(training)
         if n < 2:
             raise PrimusUserError(ONE_RECORD, key=KEY, hint=ONE_RECORD_HINT)
-        k = min(max(round(validation_fraction * n), 1), n - 1)
+        k = held_out_count(n, validation_fraction)
         chosen = set(random.Random(seed).sample(range(n), k))
         validation = [line for i, line in enumerate(training) if i in chosen]
         training = [line for i, line in enumerate(training) if i not in chosen]

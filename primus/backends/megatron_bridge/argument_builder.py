@@ -101,7 +101,9 @@ class MegatronBridgeArgBuilder:
             finetune and self.user.get("hf_model_name_or_path", None)
         ):
             self._model_from_hf(container, provenance)
-        finetune_setup = FinetuneSetup(self.user, workload, self.problems) if finetune else None
+        finetune_setup = (
+            FinetuneSetup(self.user, workload, self.problems, self.world_size) if finetune else None
+        )
         if finetune_setup:
             finetune_setup.apply(container, provenance)
         elif recipe and (container.peft is not None or hasattr(container.dataset, "dataset_root")):

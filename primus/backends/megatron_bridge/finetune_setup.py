@@ -51,6 +51,14 @@ def is_finetune(workload: str) -> bool:
     return workload in FINETUNE_WORKLOADS
 
 
+def _model_parallel(model: Any) -> int:
+    return (
+        (model.tensor_model_parallel_size or 1)
+        * (model.pipeline_model_parallel_size or 1)
+        * (model.context_parallel_size or 1)
+    )
+
+
 def base_config(workload: str) -> Any:
     """Bridge's common SFT / PEFT defaults (LR, warm-up, batch) for a run without a recipe."""
     from megatron.bridge.recipes import common
@@ -61,8 +69,11 @@ def base_config(workload: str) -> Any:
 class FinetuneSetup:
     """Sets the dataset, adapters and starting weights of one fine-tuning build."""
 
-    def __init__(self, user: ResolvedConfig, workload: str, problems: ProblemCollector) -> None:
+    def __init__(
+        self, user: ResolvedConfig, workload: str, problems: ProblemCollector, world_size: int = 1
+    ) -> None:
         self.user = user
+        self.world_size = world_size
         self.workload = workload
         self.problems = problems
         self.source = derived_source(f"workload {workload}")
@@ -82,7 +93,44 @@ class FinetuneSetup:
             specs.packed_sequence_size = container.dataset.seq_length
         if self._chat:
             self._chat_template(container, provenance)
+        if self.data is not None:
+            self._validation_batch(container, provenance)
         self._starting_weights(container)
+
+    def _validation_batch(self, container: Any, provenance: Provenance) -> None:
+        """Fit the validation batch to a small validation split.
+
+        Bridge's validation sampler needs one whole global batch of records (it asserts, mid-run,
+        otherwise): with fewer records than ``train.global_batch_size``, validation runs in the
+        largest batch the records fill, one pass per evaluation.
+        """
+        from primus.data.sft_data import validation_count
+
+        val = container.validation
+        if not val.eval_iters or not val.eval_interval:
+            return
+        records = validation_count(self.data, self.user.get("sft_validation_fraction"))
+        dp = max(1, self.world_size // _model_parallel(container.model))
+        global_batch = val.eval_global_batch_size or container.train.global_batch_size
+        if records >= global_batch:
+            return
+        keys = ("validation.eval_global_batch_size", "validation.eval_micro_batch_size")
+        if any(self.user.has(k) for k in keys) or records < dp:
+            self.problems.add(
+                f"the validation split has {records} records and one validation batch needs {global_batch}",
+                key="validation.eval_global_batch_size",
+                source=self.user.source_of(keys[0]) or self.user.source_of("data_path"),
+                hint="add validation records (validation.jsonl), raise sft_validation_fraction, "
+                "or set validation.eval_iters=0",
+            )
+            return
+        micro = min(val.eval_micro_batch_size or container.train.micro_batch_size, records // dp)
+        batch = (records // (micro * dp)) * micro * dp
+        source = derived_source(f"{records} validation records")
+        set_path(container, keys[0], batch, source, provenance)
+        set_path(container, keys[1], micro, source, provenance)
+        if val.eval_iters > 1 and not self.user.has("validation.eval_iters"):
+            set_path(container, "validation.eval_iters", 1, source, provenance)
 
     # -- adapters -------------------------------------------------------------------------
     def _peft(self, container: Any, provenance: Provenance) -> None:

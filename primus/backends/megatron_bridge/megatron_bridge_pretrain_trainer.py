@@ -73,7 +73,9 @@ class MegatronBridgePretrainTrainer(BaseTrainer):
     def _log_plan(self) -> None:
         """The summary block, once every patch that will apply has applied."""
         plan = run_plan(self.built, self.ctx)
-        logger.info("training %s\n%s", self.built.recipe or self.ctx.config.get("name", None) or "", plan)
+        name = self.built.recipe or self.ctx.config.get("name", None) or self.run_dir.name
+        what = "training" if self.built.workload == "pretrain" else f"fine-tuning ({self.built.workload})"
+        logger.info("%s %s\n%s", what, name, plan)
 
     def entry_point(self):
         """Bridge's training function for this workload."""
