@@ -29,6 +29,8 @@ PEFT_CLASSES = {"lora": ("megatron.bridge.peft.lora", "LoRA"), "dora": ("megatro
 #: Bridge's dataloader settings kept from a recipe's dataset when it is replaced
 KEPT_DATASET_FIELDS = ("seed", "num_workers", "pin_memory", "persistent_workers", "data_sharding")
 SFT_DATA_DIR = "sft_data"
+#: fewest tokens a record takes (template and end token included), to bound how many packs hold them
+MIN_RECORD_TOKENS = 8
 
 
 def resolve_workload(user: ResolvedConfig, recipe: str | None) -> tuple[str, str]:
@@ -100,9 +102,11 @@ class FinetuneSetup:
     def _validation_batch(self, container: Any, provenance: Provenance) -> None:
         """Fit the validation batch to a small validation split.
 
-        Bridge's validation sampler needs one whole global batch of records (it asserts, mid-run,
+        Bridge's validation sampler needs one whole global batch of samples (it asserts, mid-run,
         otherwise): with fewer records than ``train.global_batch_size``, validation runs in the
-        largest batch the records fill, one pass per evaluation.
+        largest batch the records fill, one pass per evaluation. Packed, a sample holds several
+        records and their number is only known once packed: validation then runs one sequence
+        per data-parallel rank at a time unless the records surely fill a batch.
         """
         from primus.data.sft_data import validation_count
 
@@ -112,7 +116,9 @@ class FinetuneSetup:
         records = validation_count(self.data, self.user.get("sft_validation_fraction"))
         dp = max(1, self.world_size // _model_parallel(container.model))
         global_batch = val.eval_global_batch_size or container.train.global_batch_size
-        if records >= global_batch:
+        packed = bool(getattr(container.dataset, "enable_offline_packing", False))
+        samples = records * MIN_RECORD_TOKENS // container.dataset.seq_length if packed else records
+        if samples >= global_batch:
             return
         keys = ("validation.eval_global_batch_size", "validation.eval_micro_batch_size")
         if any(self.user.has(k) for k in keys) or records < dp:
@@ -124,9 +130,11 @@ class FinetuneSetup:
                 "or set validation.eval_iters=0",
             )
             return
-        micro = min(val.eval_micro_batch_size or container.train.micro_batch_size, records // dp)
-        batch = (records // (micro * dp)) * micro * dp
-        source = derived_source(f"{records} validation records")
+        micro = (
+            1 if packed else min(val.eval_micro_batch_size or container.train.micro_batch_size, records // dp)
+        )
+        batch = dp if packed else (records // (micro * dp)) * micro * dp
+        source = derived_source(f"{records} validation records" + (", packed" if packed else ""))
         set_path(container, keys[0], batch, source, provenance)
         set_path(container, keys[1], micro, source, provenance)
         if val.eval_iters > 1 and not self.user.has("validation.eval_iters"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from primus.backends.megatron_bridge.megatron_bridge_pretrain_trainer import MegatronBridgePretrainTrainer
 
@@ -44,6 +45,22 @@ class MegatronBridgeFinetuneTrainer(MegatronBridgePretrainTrainer):
                 data.format.replace("_", "/"),
                 staged.root,
             )
+
+    def extra_callbacks(self) -> list[Any]:
+        """LoRA / DoRA: check that every frozen base weight is bitwise unchanged at the end."""
+        if self.container.peft is None:
+            return []
+        from primus.backends.megatron_bridge.frozen_weights import make_guard
+
+        self.guard = make_guard()
+        return [self.guard]
+
+    def _finish_summary(self) -> dict[str, Any]:
+        summary = super()._finish_summary()
+        guard = getattr(self, "guard", None)
+        if guard is not None:
+            summary.update(guard.result)
+        return summary
 
     def entry_point(self):
         from megatron.bridge.training.finetune import finetune

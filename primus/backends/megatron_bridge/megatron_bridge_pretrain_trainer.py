@@ -77,6 +77,10 @@ class MegatronBridgePretrainTrainer(BaseTrainer):
         what = "training" if self.built.workload == "pretrain" else f"fine-tuning ({self.built.workload})"
         logger.info("%s %s\n%s", what, name, plan)
 
+    def extra_callbacks(self) -> list[Any]:
+        """Bridge callbacks a workload adds to the metrics, signal and progress ones."""
+        return []
+
     def entry_point(self):
         """Bridge's training function for this workload."""
         from megatron.bridge.training.pretrain import pretrain
@@ -98,7 +102,9 @@ class MegatronBridgePretrainTrainer(BaseTrainer):
             with megatron_output(
                 self.run_dir / "megatron.log", show=self.ctx.verbose or not self.ctx.dist.is_main
             ):
-                self.entry_point()(c, forward_step, callbacks=[self.metrics, self.signals, progress])
+                self.entry_point()(
+                    c, forward_step, callbacks=[self.metrics, self.signals, progress, *self.extra_callbacks()]
+                )
         except StopBeforeTraining as exc:
             raise RunPreempted(
                 f"{signal.Signals(exc.signum).name} before training started: nothing to save",

@@ -1,0 +1,86 @@
+"""Fine-tuned models answer what they were taught: SFT and LoRA end to end on a CPU.
+
+The runs (``conftest.finetune_runs``) go through the real CLI; the exported HF models are then
+run with ``transformers`` ``generate()`` (greedy), the LoRA adapter through ``peft``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tests.finetune_support import greedy_answers
+
+pytestmark = [pytest.mark.megatron, pytest.mark.slow]
+#: share of the trained prompts a fine-tuned model must answer exactly
+TAUGHT = 0.9
+
+
+def _trained_records(run_dir) -> list[dict]:
+    """The records the run trained on (the staged training file: held-out ones excluded)."""
+    lines = (run_dir / "sft_data" / "training.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def _accuracy(answers: list[str], expected: list[str]) -> float:
+    return sum(a == e for a, e in zip(answers, expected, strict=True)) / len(expected)
+
+
+def _chat_prompt(tokenizer, record: dict) -> str:
+    turns = [t for t in record["messages"] if t["role"] != "assistant"]
+    return tokenizer.apply_chat_template(turns, add_generation_prompt=True, tokenize=False)
+
+
+def test_sft_model_answers_what_it_was_taught(finetune_runs):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    run = finetune_runs.sft
+    hf = run.run_dir / "hf"
+    records = _trained_records(run.run_dir)
+    tokenizer = AutoTokenizer.from_pretrained(hf)
+    model = AutoModelForCausalLM.from_pretrained(hf, dtype=torch.float32).eval()
+    base = AutoModelForCausalLM.from_pretrained(finetune_runs.base_hf, dtype=torch.float32).eval()
+    prompts, expected = [r["prompt"] for r in records], [r["completion"] for r in records]
+    assert _accuracy(greedy_answers(base, tokenizer, prompts), expected) < 0.1  # unknown before
+    assert _accuracy(greedy_answers(model, tokenizer, prompts), expected) >= TAUGHT
+
+
+def test_sft_validation_loss_falls_well_below_its_start(finetune_runs):
+    run = finetune_runs.sft
+    validation = [m["validation_loss"] for m in run.metrics() if m.get("validation_loss") is not None]
+    assert len(validation) >= 3, run.metrics()[-3:]
+    assert validation[-1] < 0.5 * validation[0], validation
+    assert "validation at iter 100: loss" in run.stderr
+    assert "records: 50 training, 10 validation" in run.stderr
+
+
+def test_lora_merged_model_and_adapter_answer_what_they_were_taught(finetune_runs):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    run = finetune_runs.lora
+    base_dir = finetune_runs.sft.run_dir / "hf"
+    records = _trained_records(run.run_dir)
+    assert 40 <= len(records) < 50  # a validation share was held out
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    prompts = [_chat_prompt(tokenizer, r) for r in records]
+    expected = [r["messages"][-1]["content"] for r in records]
+    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).eval()
+    assert _accuracy(greedy_answers(base, tokenizer, prompts), expected) < 0.1  # unknown before
+    merged = AutoModelForCausalLM.from_pretrained(run.run_dir / "hf", dtype=torch.float32).eval()
+    assert _accuracy(greedy_answers(merged, tokenizer, prompts), expected) >= TAUGHT
+    adapted = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32), run.run_dir / "hf_adapter"
+    ).eval()
+    assert _accuracy(greedy_answers(adapted, tokenizer, prompts), expected) >= TAUGHT
+
+
+def test_lora_trains_the_adapters_only(finetune_runs):
+    run = finetune_runs.lora
+    summary = run.summary
+    assert summary["frozen_weights_unchanged"] is True and summary["frozen_tensors"] > 0
+    assert 0 < summary["trainable_parameters"] < 0.5 * 123_200  # the adapters, not the model
+    assert "bitwise unchanged" in run.stderr
+    assert "packed" in run.stderr and "lora: adapters of dim 16, alpha 32" in run.stderr
