@@ -83,8 +83,13 @@ class BuiltConfig:
 class MegatronBridgeArgBuilder:
     """Builds a validated ``ConfigContainer`` from the user's config, recording provenance."""
 
-    def __init__(self, user: ResolvedConfig, env: EnvFacts, world_size: int = 1) -> None:
+    def __init__(
+        self, user: ResolvedConfig, env: EnvFacts, world_size: int = 1, *, describe_only: bool = False
+    ) -> None:
+        """``describe_only``: build to show a config (``recipes show``): a fine-tuning build
+        without records or starting weights is described, not refused."""
         self.user = user
+        self.describe_only = describe_only
         self.env = env
         self.world_size = world_size
         self.problems = ProblemCollector()
@@ -102,7 +107,9 @@ class MegatronBridgeArgBuilder:
         ):
             self._model_from_hf(container, provenance)
         finetune_setup = (
-            FinetuneSetup(self.user, workload, self.problems, self.world_size) if finetune else None
+            FinetuneSetup(self.user, workload, self.problems, self.world_size, self.describe_only)
+            if finetune
+            else None
         )
         if finetune_setup:
             finetune_setup.apply(container, provenance)

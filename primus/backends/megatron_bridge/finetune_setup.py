@@ -72,9 +72,15 @@ class FinetuneSetup:
     """Sets the dataset, adapters and starting weights of one fine-tuning build."""
 
     def __init__(
-        self, user: ResolvedConfig, workload: str, problems: ProblemCollector, world_size: int = 1
+        self,
+        user: ResolvedConfig,
+        workload: str,
+        problems: ProblemCollector,
+        world_size: int = 1,
+        describe_only: bool = False,
     ) -> None:
         self.user = user
+        self.describe_only = describe_only
         self.world_size = world_size
         self.workload = workload
         self.problems = problems
@@ -96,8 +102,27 @@ class FinetuneSetup:
         if self._chat:
             self._chat_template(container, provenance)
         if self.data is not None:
+            self._training_batch(container)
             self._validation_batch(container, provenance)
         self._starting_weights(container)
+
+    def _training_batch(self, container: Any) -> None:
+        """One global batch must fit in the training records (Bridge refuses fewer, after loading)."""
+        from primus.data.sft_data import validation_count
+
+        if getattr(container.dataset, "enable_offline_packing", False):
+            return  # how many sequences packing makes shows once packed (bridge_errors)
+        records = self.data.training_records
+        if not self.data.validation:
+            records -= validation_count(self.data, self.user.get("sft_validation_fraction"))
+        batch = container.train.global_batch_size
+        if records < batch:
+            self.problems.add(
+                f"{records} training records and one global batch needs {batch}",
+                key="train.global_batch_size",
+                source=self.user.source_of("train.global_batch_size") or self.user.source_of("data_path"),
+                hint=f"set train.global_batch_size={records} or less, or add records",
+            )
 
     def _validation_batch(self, container: Any, provenance: Provenance) -> None:
         """Fit the validation batch to a small validation split.
@@ -170,6 +195,8 @@ class FinetuneSetup:
 
         key = "data_path"
         data_path, source = self.user.get(key, None), self.user.source_of(key)
+        if not data_path and self.describe_only:
+            return
         if not data_path:
             self.problems.add(
                 f"{self.workload} fine-tuning reads your records and none were given",
@@ -277,7 +304,7 @@ class FinetuneSetup:
     # -- starting point -------------------------------------------------------------------
     def _starting_weights(self, container: Any) -> None:
         ckpt = container.checkpoint
-        if ckpt.pretrained_checkpoint or self.user.get("resume", False):
+        if ckpt.pretrained_checkpoint or self.user.get("resume", False) or self.describe_only:
             return
         self.problems.add(
             f"{self.workload} fine-tuning starts from a trained model and none was given",

@@ -44,7 +44,9 @@ class MegatronBridgeAdapter(BackendAdapter):
 
     def build_config(self, ctx: RunContext, *, preflight_checks: bool = True) -> BuiltConfig:
         """The ConfigContainer for this run; ``preflight_checks=False`` only describes it (recipes show)."""
-        built = MegatronBridgeArgBuilder(ctx.config, ctx.env, ctx.dist.world_size).build()
+        built = MegatronBridgeArgBuilder(
+            ctx.config, ctx.env, ctx.dist.world_size, describe_only=not preflight_checks
+        ).build()
         ctx.patches.native_config = built
         problems = preflight.check_requested(built.container, built.view(), ctx.env)
         run_patches("build_args", ctx.patches)

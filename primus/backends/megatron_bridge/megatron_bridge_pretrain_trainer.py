@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from primus.backends.megatron_bridge.argument_builder import BuiltConfig
+from primus.backends.megatron_bridge.bridge_errors import DropTranslatedTracebacks, user_error
 from primus.backends.megatron_bridge.run_summary import run_plan
 from primus.core.errors import RunPreempted
 from primus.core.logging_setup import log_to_file
@@ -20,6 +21,7 @@ from primus.core.run_dir import move_earlier_run_aside
 from primus.core.trainer import BaseTrainer
 
 logger = logging.getLogger(__name__)
+TRANSLATED = DropTranslatedTracebacks()
 
 
 @contextlib.contextmanager
@@ -97,6 +99,8 @@ class MegatronBridgePretrainTrainer(BaseTrainer):
         progress = ProgressLine(
             c.train.train_iters, c.logger.log_interval, c.train.global_batch_size * c.dataset.seq_length
         )
+        bridge_log = logging.getLogger("megatron.bridge.training.pretrain")
+        bridge_log.addFilter(TRANSLATED)
         try:
             self.signals.install()
             with megatron_output(
@@ -105,6 +109,11 @@ class MegatronBridgePretrainTrainer(BaseTrainer):
                 self.entry_point()(
                     c, forward_step, callbacks=[self.metrics, self.signals, progress, *self.extra_callbacks()]
                 )
+        except (RuntimeError, ValueError, AssertionError) as exc:
+            translated = user_error(exc)
+            if translated is None:
+                raise
+            raise translated from None
         except StopBeforeTraining as exc:
             raise RunPreempted(
                 f"{signal.Signals(exc.signum).name} before training started: nothing to save",
@@ -122,6 +131,7 @@ class MegatronBridgePretrainTrainer(BaseTrainer):
             ) from None
         finally:
             self.signals.uninstall()
+            bridge_log.removeFilter(TRANSLATED)
         self.summary = self._finish_summary()
         run_patches("after_train", self.ctx.patches)
         if self.ctx.config.get("convert_to_hf", False):

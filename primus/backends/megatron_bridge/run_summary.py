@@ -64,7 +64,7 @@ def _origin(view: Any, recipe: str | None, config_path: str | None, embedded: bo
         parts.append(
             f"starting from {start}"
             if start
-            else "starting weights: none (see checkpoint.pretrained_checkpoint)"
+            else "starting weights: --hf_model_name_or_path DIR or checkpoint.pretrained_checkpoint=CKPT"
         )
     elif view.get("convert_from_hf", False):
         parts.append(f"weights and architecture from the HF model {view.get('hf_model_name_or_path')}")
@@ -116,6 +116,8 @@ def _data_line(container: Any, view: Any, sft: Any = None) -> str:
         tok += f" {tokenizer.tokenizer_model}"
     if sft is not None:
         return f"{_records_line(sft, container.dataset, view)}; tokenizer {tok}"
+    if view.get("workload", "pretrain") != "pretrain":
+        return f"your records: --data_path FILE.jsonl or a directory of them; tokenizer {tok}"
     if blend is None:
         return f"mock data (random tokens); tokenizer {tok}"
     prefixes, weights = blend

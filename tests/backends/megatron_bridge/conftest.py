@@ -1,8 +1,8 @@
 """Fine-tuning runs shared by the fine-tuning and export tests (each made once per session).
 
-A tiny random HF Llama is first fully fine-tuned (SFT) on 50 made-up facts, so it learns the
-format and those facts; that model is then the base for a LoRA run on 50 other facts in chat
-form, packed. Both run through the real CLI on a CPU, with ``--convert_to_hf``.
+A tiny random HF Llama is first fully fine-tuned (SFT) on 50 made-up facts in chat form, one
+record per sequence, so it learns language of that kind and those facts; that model is then the
+base for a LoRA run on 50 other facts as prompt/completion records, packed. Both run through the real CLI on a CPU, with ``--convert_to_hf``.
 """
 
 from __future__ import annotations
@@ -24,10 +24,8 @@ from tests.finetune_support import (
 
 #: shared by every fine-tuning run here: a CPU minute each
 COMMON = [
-    "train.global_batch_size=8",
     "model.seq_length=64",
     "scheduler.lr_warmup_iters=10",
-    "optimizer.lr=3e-3",
     "optimizer.min_lr=3e-4",
     "logger.log_interval=50",
 ]
@@ -52,8 +50,10 @@ class FinetuneRun:
 @dataclass(frozen=True)
 class FinetuneRuns:
     base_hf: Path  #: the random tiny model both start from (SFT) or build on (LoRA via SFT)
-    sft: FinetuneRun  #: prompt/completion, one record per sequence, validation file given
-    lora: FinetuneRun  #: chat, packed, validation held out, from the SFT run's HF export
+    sft: FinetuneRun  #: chat, one record per sequence, validation file given
+    lora: FinetuneRun  #: prompt/completion, packed, validation held out, from the SFT export;
+    #: stopped at iteration 100 and resumed to 200 (``stdout``/``stderr``: the resumed part)
+    lora_first_stderr: str
 
 
 def _train(*args: str) -> tuple[str, str]:
@@ -68,23 +68,25 @@ def finetune_runs(tmp_path_factory) -> FinetuneRuns:
     sft_facts, lora_facts = make_facts(50, seed=99), make_facts(50, seed=7)
     base = make_tiny_hf_model(work / "base_hf", sft_facts + lora_facts)
     sft_data = work / "sft_data"
-    write_prompt_completion(sft_facts, sft_data / "training.jsonl")
+    write_chat(sft_facts, sft_data / "training.jsonl")
     # validation records the model also trains on: their loss must fall well below the start
-    write_prompt_completion(sft_facts[:10], sft_data / "validation.jsonl")
+    write_chat(sft_facts[:10], sft_data / "validation.jsonl")
     sft_dir = work / "sft"
     out = _train(
         "--workload", "sft", "--hf_model_name_or_path", str(base), "--data_path", str(sft_data),
-        "--run_dir", str(sft_dir), "--convert_to_hf", "train.train_iters=300",
-        "train.micro_batch_size=8", "validation.eval_interval=100", "validation.eval_iters=1",
+        "--run_dir", str(sft_dir), "--convert_to_hf", "train.train_iters=300", "optimizer.lr=3e-3",
+        "train.global_batch_size=8", "train.micro_batch_size=8", "validation.eval_interval=100", "validation.eval_iters=1",
         "checkpoint.save_interval=300",
     )  # fmt: skip
     sft = FinetuneRun(sft_dir, sft_facts, *out)
-    lora_data = write_chat(lora_facts, work / "lora_chat.jsonl")
+    lora_data = write_prompt_completion(lora_facts, work / "lora_records.jsonl")
     lora_dir = work / "lora"
-    out = _train(
+    lora = [
         "--workload", "lora", "--hf_model_name_or_path", str(sft_dir / "hf"), "--data_path", str(lora_data),
-        "--run_dir", str(lora_dir), "--convert_to_hf", "pack_sequences=true", "train.train_iters=200",
-        "peft.dim=16", "peft.alpha=32", "validation.eval_interval=100", "validation.eval_iters=1",
-        "checkpoint.save_interval=200",
-    )  # fmt: skip
-    return FinetuneRuns(base, sft, FinetuneRun(lora_dir, lora_facts, *out))
+        "--run_dir", str(lora_dir), "pack_sequences=true", "optimizer.lr=5e-3", "peft.dim=16",
+        "peft.alpha=32", "validation.eval_interval=100", "validation.eval_iters=1",
+        "checkpoint.save_interval=100", "train.train_iters=200", "train.global_batch_size=4",
+    ]  # fmt: skip
+    first = _train(*lora, "train.exit_interval=100")  # stops at 100 with a checkpoint: resumed below
+    out = _train(*lora, "--resume", "--convert_to_hf")
+    return FinetuneRuns(base, sft, FinetuneRun(lora_dir, lora_facts, *out), first[1])

@@ -28,9 +28,13 @@ def _accuracy(answers: list[str], expected: list[str]) -> float:
     return sum(a == e for a, e in zip(answers, expected, strict=True)) / len(expected)
 
 
-def _chat_prompt(tokenizer, record: dict) -> str:
-    turns = [t for t in record["messages"] if t["role"] != "assistant"]
-    return tokenizer.apply_chat_template(turns, add_generation_prompt=True, tokenize=False)
+def _prompts_and_answers(tokenizer, records: list[dict]) -> tuple[list[str], list[str]]:
+    """What the model is asked (chat: rendered with its template) and the taught answers."""
+    if "messages" not in records[0]:
+        return [r["prompt"] for r in records], [r["completion"] for r in records]
+    turns = [[t for t in r["messages"] if t["role"] != "assistant"] for r in records]
+    prompts = [tokenizer.apply_chat_template(t, add_generation_prompt=True, tokenize=False) for t in turns]
+    return prompts, [r["messages"][-1]["content"] for r in records]
 
 
 def test_sft_model_answers_what_it_was_taught(finetune_runs):
@@ -42,7 +46,7 @@ def test_sft_model_answers_what_it_was_taught(finetune_runs):
     tokenizer = AutoTokenizer.from_pretrained(hf)
     model = AutoModelForCausalLM.from_pretrained(hf, dtype=torch.float32).eval()
     base = AutoModelForCausalLM.from_pretrained(finetune_runs.base_hf, dtype=torch.float32).eval()
-    prompts, expected = [r["prompt"] for r in records], [r["completion"] for r in records]
+    prompts, expected = _prompts_and_answers(tokenizer, records)
     assert _accuracy(greedy_answers(base, tokenizer, prompts), expected) < 0.1  # unknown before
     assert _accuracy(greedy_answers(model, tokenizer, prompts), expected) >= TAUGHT
 
@@ -65,8 +69,7 @@ def test_lora_merged_model_and_adapter_answer_what_they_were_taught(finetune_run
     records = _trained_records(run.run_dir)
     assert 40 <= len(records) < 50  # a validation share was held out
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    prompts = [_chat_prompt(tokenizer, r) for r in records]
-    expected = [r["messages"][-1]["content"] for r in records]
+    prompts, expected = _prompts_and_answers(tokenizer, records)
     base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).eval()
     assert _accuracy(greedy_answers(base, tokenizer, prompts), expected) < 0.1  # unknown before
     merged = AutoModelForCausalLM.from_pretrained(run.run_dir / "hf", dtype=torch.float32).eval()
@@ -84,3 +87,12 @@ def test_lora_trains_the_adapters_only(finetune_runs):
     assert 0 < summary["trainable_parameters"] < 0.5 * 123_200  # the adapters, not the model
     assert "bitwise unchanged" in run.stderr
     assert "packed" in run.stderr and "lora: adapters of dim 16, alpha 32" in run.stderr
+
+
+def test_lora_resumes_from_its_adapter_checkpoint(finetune_runs):
+    run = finetune_runs.lora
+    summary = run.summary
+    assert (summary["start_iteration"], summary["last_iteration"]) == (100, 200), summary
+    assert summary["resumes"] == [100]
+    assert "iterations 101-200 of 200" in run.stderr  # the plan of the resumed run
+    assert "checkpoint saved: iteration 100" in finetune_runs.lora_first_stderr
