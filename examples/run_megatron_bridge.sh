@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Megatron-Bridge through Primus: six scenarios.
+# Megatron-Bridge through Primus: eight scenarios.
 #
 #   examples/run_megatron_bridge.sh                      interactive menu
 #   examples/run_megatron_bridge.sh <number|name> [--tiny] [--dry-run] [-- extra primus args]
@@ -10,13 +10,16 @@
 #   4 parallel   custom parallelism over several processes (torchrun; TP/PP need GPUs)
 #   5 precision  mixed precision: bf16, and FP8 (needs Transformer Engine)
 #   6 export     train, then convert the checkpoint to HF with `primus convert export`
+#   7 finetune   LoRA on JSONL records -> merged HF model + HF PEFT adapter (llama3_8b_lora.yaml)
+#   8 sft        full fine-tuning of Qwen3 on chat records -> HF model (qwen3_sft_chat.yaml)
 #
 #   --tiny     the *_tiny.yaml siblings: a few iterations of a toy model, runs on a CPU
 #   --dry-run  print the resolved config (with sources) and check it; train nothing
 #
-# Environment: PRIMUS_HF_MODEL (local HF model directory for 3 and 6; with --tiny a random
-# tiny Llama is created when unset), RUNS_DIR (default runs/examples), NPROC (scenario 4,
-# default 2), DATA_PATH (indexed-dataset prefix; default mock data).
+# Environment: PRIMUS_HF_MODEL (local HF model directory for 3, 6, 7, 8; with --tiny a random
+# tiny model is created when unset), RUNS_DIR (default runs/examples), NPROC (scenario 4,
+# default 2), DATA_PATH (indexed-dataset prefix; default mock data), SFT_DATA (7, 8: .jsonl
+# records or a directory with training.jsonl; with --tiny made-up chat records when unset).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,7 +29,7 @@ NPROC=${NPROC:-2}
 PY=${PYTHON:-.venv/bin/python}
 [[ -x "$PY" ]] || PY=python3
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-NAMES=(basic recipe hf parallel precision export)
+NAMES=(basic recipe hf parallel precision export finetune sft)
 TINY=0
 DRY=()
 EXTRA=()
@@ -151,6 +154,77 @@ run_export() {
     primus convert export --ckpt "$ckpt" --out "$RUNS_DIR/export/hf_export" --hf-source "$hf"
 }
 
+tiny_finetune() {  # with --tiny: made-up chat records and random tiny Llama / Qwen3 models with chat templates
+    local dir="$RUNS_DIR/tiny_finetune"
+    if [[ ! -f "$dir/tiny_hf_qwen3/config.json" ]]; then
+        "$PY" - "$dir" >&2 <<'PYEOF'
+import sys
+from pathlib import Path
+import torch
+from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
+from tests.finetune_support import make_facts, make_tiny_hf_model, write_chat
+out = Path(sys.argv[1])
+facts = make_facts(64, 7)  # invented question -> answer pairs
+write_chat(facts, out / "chat" / "training.jsonl")
+make_tiny_hf_model(out / "tiny_hf_llama", facts)  # its chat template marks assistant tokens
+# a Qwen3 with a ChatML template like Qwen's (<|im_start|>role ... <|im_end|>)
+tok = AutoTokenizer.from_pretrained(out / "tiny_hf_llama")
+tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+tok.chat_template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+                     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+tok.eos_token = "<|im_end|>"
+tok.save_pretrained(out / "tiny_hf_qwen3")
+torch.manual_seed(0)
+config = Qwen3Config(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                     num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=256,
+                     tie_word_embeddings=True, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+Qwen3ForCausalLM(config).save_pretrained(out / "tiny_hf_qwen3")
+print(f"created {len(facts)} made-up chat records and random tiny HF Llama / Qwen3 models in {out}")
+PYEOF
+    fi
+    echo "$dir"
+}
+
+ft_inputs() {  # "<HF model dir> <records>" for scenario 7 (llama) or 8 (qwen3)
+    local model=${PRIMUS_HF_MODEL:-} data=${SFT_DATA:-} dir
+    if ((!TINY)) && [[ -z "$model" || -z "$data" ]]; then
+        echo "scenario needs PRIMUS_HF_MODEL=<local HF model directory> and SFT_DATA=<.jsonl or directory> (or --tiny)" >&2
+        return 2
+    fi
+    if [[ -z "$model" || -z "$data" ]]; then dir=$(tiny_finetune); fi
+    echo "${model:-$dir/tiny_hf_$1} ${data:-$dir/chat}"
+}
+
+run_finetune() {
+    local inputs hf data run="$RUNS_DIR/lora"
+    inputs=$(ft_inputs llama)
+    read -r hf data <<<"$inputs"
+    say "7 LoRA fine-tuning of $hf on $data ($(config llama3_8b_lora))"
+    fresh "$run"
+    PRIMUS_HF_MODEL="$hf" primus train --config "$(config llama3_8b_lora)" --run_dir "$run" --data_path "$data" \
+        "${DRY[@]}" "${EXTRA[@]}"
+    echo "merged model (base + adapters): $run/hf"
+    echo "LoRA adapter (HF PEFT):          $run/hf_adapter"
+    local load="from transformers import AutoModelForCausalLM
+from peft import PeftModel
+model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained('$hf'), '$run/hf_adapter')"
+    printf 'load the adapter onto the base model with peft:\n%s\n' "$load"
+    if ((${#DRY[@]})); then return; fi
+    "$PY" -c "$load
+print('adapter loaded:', type(model).__name__, 'rank', model.peft_config['default'].r)"
+}
+
+run_sft() {
+    local inputs hf data run="$RUNS_DIR/sft"
+    inputs=$(ft_inputs qwen3)
+    read -r hf data <<<"$inputs"
+    say "8 full fine-tuning (SFT) of $hf on chat records $data ($(config qwen3_sft_chat))"
+    fresh "$run"
+    PRIMUS_HF_MODEL="$hf" primus train --config "$(config qwen3_sft_chat)" --run_dir "$run" --data_path "$data" \
+        "${DRY[@]}" "${EXTRA[@]}"
+    echo "fine-tuned HF model: $run/hf"
+}
+
 run_scenario() {
     case "$1" in
         1 | basic) run_basic ;;
@@ -159,14 +233,16 @@ run_scenario() {
         4 | parallel) run_parallel ;;
         5 | precision) run_precision ;;
         6 | export) run_export ;;
+        7 | finetune) run_finetune ;;
+        8 | sft) run_sft ;;
         *)
-            echo "unknown scenario '$1'; choose 1-6 or one of: ${NAMES[*]}" >&2
+            echo "unknown scenario '$1'; choose 1-8 or one of: ${NAMES[*]}" >&2
             return 2
             ;;
     esac
 }
 
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
 
 scenario=""
 while (($#)); do
@@ -183,7 +259,7 @@ done
 
 if [[ -z "$scenario" ]]; then
     echo "Primus + Megatron-Bridge examples"
-    PS3="scenario (1-6, Ctrl-D to quit): "
+    PS3="scenario (1-8, Ctrl-D to quit): "
     select choice in "${NAMES[@]}"; do
         if [[ -n "$choice" ]]; then scenario=$choice; break; fi
     done
