@@ -182,6 +182,9 @@ def megatron_session(
     world = 1 if single_process else int(os.environ.get("WORLD_SIZE", "1"))
     env = check_parallel(device, tp, pp, world)
     bootstrap.run_setup_patches(env)
+    from primus.backends.megatron_bridge.patches import portable_checkpoints
+
+    portable_checkpoints.install()  # a checkpoint trained with Primus's attention swap loads
     import torch
     import torch.distributed as dist
     from megatron.core import parallel_state, tensor_parallel

@@ -145,6 +145,7 @@ class MegatronBridgePretrainTrainer(BaseTrainer):
         cfg = self.ctx.config
         out = Path(cfg.get("hf_export_dir", None) or self.run_dir / "hf")
         if self.ctx.dist.is_main:
+            self._move_earlier_export_aside(out)
             with megatron_output(self.run_dir / "megatron.log", show=self.ctx.verbose):
                 export_hf(
                     self.container.checkpoint.save,
@@ -156,6 +157,17 @@ class MegatronBridgePretrainTrainer(BaseTrainer):
                 )
             logger.info("HF export: %s", out)
         return str(out)
+
+    def _move_earlier_export_aside(self, out: Path) -> None:
+        """A resumed run exports again: the earlier export in the run dir goes to ``DIR.old-TIME``."""
+        from primus.core.run_dir import aside_name
+
+        if not out.absolute().is_relative_to(self.run_dir.absolute()):
+            return  # the user's directory: preflight refused it if it held files
+        for path in (out, out.with_name(out.name + "_adapter")):
+            if path.is_dir() and any(path.iterdir()):
+                moved = path.rename(aside_name(path))
+                logger.info("the earlier export %s moved to %s", path, moved)
 
     def _finish_summary(self) -> dict[str, Any]:
         c = self.container

@@ -71,6 +71,7 @@ def _check_directories(container: Any, view, problems: ProblemCollector) -> None
                 source=view.source_of(key),
                 hint="choose a directory you can write to",
             )
+    _check_export_dir(view, problems)
     load = container.checkpoint.load
     if load and not (Path(load) / TRACKER).is_file():
         key = "resume" if view.get("resume", False) else "checkpoint.load"
@@ -82,6 +83,25 @@ def _check_directories(container: Any, view, problems: ProblemCollector) -> None
         )
     elif load:
         _check_checkpoint_shape(container, load, view, problems)
+
+
+def _check_export_dir(view, problems: ProblemCollector) -> None:
+    """--convert_to_hf into a directory of the user's that holds files: refused before training.
+
+    An export inside the run directory is the run's own: a resumed run moves the earlier one aside.
+    """
+    export = view.get("hf_export_dir", None)
+    if not view.get("convert_to_hf", False) or not export:
+        return
+    out, run_dir = Path(export).absolute(), Path(str(view.get("run_dir"))).absolute()
+    if out.is_relative_to(run_dir) or not out.is_dir() or not any(out.iterdir()):
+        return
+    problems.add(
+        f"{export} exists and holds files; the export would overwrite them",
+        key="hf_export_dir",
+        source=view.source_of("hf_export_dir"),
+        hint="choose a new directory, or move that one away",
+    )
 
 
 def _same_dir(a: str | None, b: str | None) -> bool:

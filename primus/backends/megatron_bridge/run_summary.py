@@ -205,7 +205,10 @@ def run_plan(built: Any, ctx: Any, *, with_run_dir: bool = True) -> str:
         built,
         world_size=ctx.dist.world_size,
         device=ctx.env.device,
-        patches=[o.patch_id for o in ctx.patches.state.get("patch_outcomes", []) if o.applied],
+        # a phase that ran twice (e.g. setup again for a recipe build) lists each patch once
+        patches=list(
+            dict.fromkeys(o.patch_id for o in ctx.patches.state.get("patch_outcomes", []) if o.applied)
+        ),
         run_dir=ctx.run_dir if with_run_dir else None,
         config_path=ctx.config_path,
         embedded_config=ctx.embedded_config,

@@ -91,7 +91,10 @@ PRIMUS_KEYS: dict[str, KeySpec] = {
     ),
     "convert_from_hf": KeySpec((bool,), False, "initialise the model from hf_model_name_or_path", flag=True),
     "convert_to_hf": KeySpec(
-        (bool,), False, "export the trained model as a HuggingFace checkpoint", flag=True
+        (bool,),
+        False,
+        "export the trained model as a HuggingFace checkpoint (LoRA: also a PEFT adapter, <dir>_adapter)",
+        flag=True,
     ),
     "hf_export_dir": KeySpec(
         _OPT_STR, None, "where convert_to_hf writes (default: <run_dir>/hf)", flag=True, metavar="DIR"

@@ -65,6 +65,7 @@ EXPECTED = {
     "megatron_bridge.distopt_te_free_checkpoint": (False, True, True),
     "megatron_bridge.zero_centered_norm": (False, True, True),
     "megatron_bridge.stop_before_training": (True, True, True),
+    "megatron_bridge.portable_layer_spec": (True, True, True),
     "megatron_bridge.peft_without_te": (False, True, True),
 }
 

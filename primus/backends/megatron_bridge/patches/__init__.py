@@ -5,5 +5,6 @@ from primus.backends.megatron_bridge.patches import (  # noqa: F401
     conversion,
     model_settings,
     perf,
+    portable_checkpoints,
     run_control,
 )
