@@ -1,8 +1,9 @@
 """Fine-tuning runs shared by the fine-tuning and export tests (each made once per session).
 
-A tiny random HF Llama is first fully fine-tuned (SFT) on 50 made-up facts in chat form, one
-record per sequence, so it learns language of that kind and those facts; that model is then the
-base for a LoRA run on 50 other facts as prompt/completion records, packed. Both run through the real CLI on a CPU, with ``--convert_to_hf``.
+A tiny random HF Llama is first fully fine-tuned (SFT) on 50 made-up facts in chat form, packed,
+so it learns language of that kind and those facts; that model is then the base for a LoRA run on
+50 other facts, one record per sequence. (Prompt/completion records: test_finetune_config.py,
+test_peft_export.py.) Both run through the real CLI on a CPU, with ``--convert_to_hf``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from tests.finetune_support import (
     make_facts,
     make_tiny_hf_model,
     write_chat,
-    write_prompt_completion,
 )
 
 #: shared by every fine-tuning run here: a CPU minute each
@@ -50,10 +50,15 @@ class FinetuneRun:
 @dataclass(frozen=True)
 class FinetuneRuns:
     base_hf: Path  #: the random tiny model both start from (SFT) or build on (LoRA via SFT)
-    sft: FinetuneRun  #: chat, one record per sequence, validation file given
-    lora: FinetuneRun  #: prompt/completion, packed, validation held out, from the SFT export;
+    sft: FinetuneRun  #: chat, packed, validation file given
+    sft_data: Path  #: its records (a directory: training.jsonl, validation.jsonl)
+    lora: FinetuneRun  #: chat, unpacked, validation held out, from the SFT export;
     #: stopped at iteration 100 and resumed to 200 (``stdout``/``stderr``: the resumed part)
     lora_first_stderr: str
+
+
+#: the SFT run's data layout (an imported-checkpoint run repeats it)
+SFT_SHAPE = ["pack_sequences=true", "train.global_batch_size=4", "optimizer.lr=3e-3"]
 
 
 def _train(*args: str) -> tuple[str, str]:
@@ -74,19 +79,18 @@ def finetune_runs(tmp_path_factory) -> FinetuneRuns:
     sft_dir = work / "sft"
     out = _train(
         "--workload", "sft", "--hf_model_name_or_path", str(base), "--data_path", str(sft_data),
-        "--run_dir", str(sft_dir), "--convert_to_hf", "train.train_iters=300", "optimizer.lr=3e-3",
-        "train.global_batch_size=8", "train.micro_batch_size=8", "validation.eval_interval=100", "validation.eval_iters=1",
-        "checkpoint.save_interval=300",
+        "--run_dir", str(sft_dir), "--convert_to_hf", "train.train_iters=300", *SFT_SHAPE,
+        "validation.eval_interval=100", "validation.eval_iters=1", "checkpoint.save_interval=300",
     )  # fmt: skip
     sft = FinetuneRun(sft_dir, sft_facts, *out)
-    lora_data = write_prompt_completion(lora_facts, work / "lora_records.jsonl")
+    lora_data = write_chat(lora_facts, work / "lora_records.jsonl")
     lora_dir = work / "lora"
     lora = [
         "--workload", "lora", "--hf_model_name_or_path", str(sft_dir / "hf"), "--data_path", str(lora_data),
-        "--run_dir", str(lora_dir), "pack_sequences=true", "optimizer.lr=5e-3", "peft.dim=16",
-        "peft.alpha=32", "validation.eval_interval=100", "validation.eval_iters=1",
-        "checkpoint.save_interval=100", "train.train_iters=200", "train.global_batch_size=4",
+        "--run_dir", str(lora_dir), "optimizer.lr=5e-3", "peft.dim=16", "peft.alpha=32",
+        "validation.eval_interval=100", "validation.eval_iters=1", "checkpoint.save_interval=100",
+        "train.train_iters=200", "train.global_batch_size=8", "train.micro_batch_size=8",
     ]  # fmt: skip
     first = _train(*lora, "train.exit_interval=100")  # stops at 100 with a checkpoint: resumed below
     out = _train(*lora, "--resume", "--convert_to_hf")
-    return FinetuneRuns(base, sft, FinetuneRun(lora_dir, lora_facts, *out), first[1])
+    return FinetuneRuns(base, sft, sft_data, FinetuneRun(lora_dir, lora_facts, *out), first[1])

@@ -57,7 +57,7 @@ def test_sft_validation_loss_falls_well_below_its_start(finetune_runs):
     assert len(validation) >= 3, run.metrics()[-3:]
     assert validation[-1] < 0.5 * validation[0], validation
     assert "validation at iter 100: loss" in run.stderr
-    assert "records: 50 training, 10 validation" in run.stderr
+    assert "records: 50 training, 10 validation" in run.stderr and "; packed;" in run.stderr
 
 
 def test_lora_merged_model_and_adapter_answer_what_they_were_taught(finetune_runs):
@@ -86,7 +86,7 @@ def test_lora_trains_the_adapters_only(finetune_runs):
     assert summary["frozen_weights_unchanged"] is True and summary["frozen_tensors"] > 0
     assert 0 < summary["trainable_parameters"] < 0.5 * 123_200  # the adapters, not the model
     assert "bitwise unchanged" in run.stderr
-    assert "packed" in run.stderr and "lora: adapters of dim 16, alpha 32" in run.stderr
+    assert "one record per sequence" in run.stderr and "lora: adapters of dim 16, alpha 32" in run.stderr
 
 
 def test_lora_resumes_from_its_adapter_checkpoint(finetune_runs):
@@ -96,3 +96,24 @@ def test_lora_resumes_from_its_adapter_checkpoint(finetune_runs):
     assert summary["resumes"] == [100]
     assert "iterations 101-200 of 200" in run.stderr  # the plan of the resumed run
     assert "checkpoint saved: iteration 100" in finetune_runs.lora_first_stderr
+
+
+def test_sft_from_an_imported_megatron_checkpoint_starts_from_its_weights(finetune_runs, tmp_path):
+    from tests.backends.megatron_bridge.conftest import COMMON, SFT_SHAPE
+    from tests.conftest import run_cli
+
+    ckpt = tmp_path / "imported"
+    out = run_cli("convert", "import", "--hf", str(finetune_runs.base_hf), "--out", str(ckpt))
+    assert out.returncode == 0, out.stderr[-3000:]
+    run_dir = tmp_path / "run"
+    out = run_cli(
+        "train", "--workload", "sft", "--hf_model_name_or_path", str(finetune_runs.base_hf),
+        "--data_path", str(finetune_runs.sft_data), "--run_dir", str(run_dir),
+        f"checkpoint.pretrained_checkpoint={ckpt}", "train.train_iters=1", "validation.eval_iters=0",
+        *SFT_SHAPE, *COMMON,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"starting from {ckpt}" in out.stderr
+    first = json.loads((run_dir / "summary.json").read_text())["first_loss"]
+    # the same weights, records and order as the SFT run from the HF directory: the same first loss
+    assert first == pytest.approx(finetune_runs.sft.summary["first_loss"], abs=1e-5)
