@@ -5,7 +5,9 @@
 # xxhash, scipy, grpcio, protobuf, psutil, httpx, nvidia-ml-py, sentencepiece, tiktoken, ...).
 # Versions come from requirements/lock.txt and requirements/megatron.txt; the only packages pinned
 # here are nvidia-resiliency-ext 0.6.0 (manylinux_2_39: installable on the GPU host, not on the
-# glibc-2.36 dev box, hence not in lock.txt) and its small dependency defusedxml.
+# glibc-2.36 dev box, hence not in lock.txt) and its small dependency defusedxml, and trl 1.16.0
+# (`primus bench`'s fine-tuning peer, not a Primus dependency). peft comes at Primus's pin rather
+# than the image's version, so the benchmark's LoRA peer runs what the CPU tests ran.
 #
 # Usage:   bash scripts/offline_wheelhouse.sh [OUT_DIR]     (default: .whl, git-ignored)
 # Install on the host (no index, no dependency resolution; shadows the image's transformers 5.17):
@@ -40,8 +42,10 @@ PACKAGES=(
     jmespath rapidyaml deprecation braceexpand filetype mfusepy webdataset
     # nvidia-modelopt (imported unconditionally by megatron.bridge.training.gpt_step, checkpointing, ...)
     nvidia-modelopt pulp pydantic pydantic-core annotated-types typing-inspection
+    # `primus bench` fine-tuning peers: HF + peft (LoRA)
+    peft
 )
-EXTRA_PINS=(nvidia-resiliency-ext==0.6.0 defusedxml==0.7.1)
+EXTRA_PINS=(nvidia-resiliency-ext==0.6.0 defusedxml==0.7.1 trl==1.16.0)
 SDIST_ONLY=(antlr4-python3-runtime)
 
 # name==version from the requirement files (names compared case-insensitively, '_' == '-').

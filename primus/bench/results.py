@@ -25,6 +25,7 @@ def result_from_run_dir(run_dir: Path) -> dict[str, Any]:
         "losses": [r["loss"] for r in records],
         "peak_memory_bytes": summary.get("peak_memory_bytes"),
         "memory_kind": summary.get("memory_kind"),
+        "validation_loss": summary.get("validation_loss"),
         "dtype": training_dtype(run_dir / "config.yaml"),
     }
 
@@ -39,3 +40,19 @@ def training_dtype(config_yaml: Path) -> str | None:
     if model.get("fp16"):
         return "fp16"
     return {"float32": "fp32"}.get(model.get("params_dtype"), model.get("params_dtype"))
+
+
+def packed_fill(run_dir: Path, seq: int) -> float:
+    """Real (non-padding) tokens per packed position of a fine-tuning run's training data, from
+    Bridge's packed file (``sft_data/packed/*/training_SEQ``): a record of n tokens feeds n - 1 to
+    the model (inputs ``ids[:-1]``, labels ``ids[1:]``); over rows x ``seq`` positions."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    files = sorted((run_dir / "sft_data" / "packed").glob(f"*/training_{seq}.idx.parquet"))
+    if not files:
+        raise ValueError(f"no packed training data (training_{seq}.idx.parquet) under {run_dir / 'sft_data'}")
+    table = pq.read_table(files[0], columns=["input_ids", "seq_start_id"])
+    tokens = pc.sum(pc.list_value_length(table.column("input_ids"))).as_py()
+    records = pc.sum(pc.list_value_length(table.column("seq_start_id"))).as_py()
+    return float(tokens - records) / (table.num_rows * seq)

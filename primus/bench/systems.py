@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from primus.bench.results import result_from_run_dir
+from primus.bench.finetune_data import FinetuneInputs
+from primus.bench.results import packed_fill, result_from_run_dir
 from primus.bench.workloads import REPO, Workload
 from primus.core.errors import PrimusUserError, Problem, did_you_mean
 
@@ -42,6 +43,8 @@ class Case:
     device: str  # "cuda" or "cpu"
     out_dir: Path
     data: Path | None = None  # an indexed-dataset prefix; None: each system's synthetic tokens
+    #: fine-tuning workloads: the model directory and chat records every system starts from
+    inputs: FinetuneInputs | None = None
 
     @property
     def batch(self) -> tuple[int, int]:
@@ -55,23 +58,75 @@ class System:
     launch: Callable[[Case], Launch | Skip]
 
 
+LAUNCHER = [
+    sys.executable,
+    "-m",
+    "torch.distributed.run",
+    "--standalone",  # a free rendezvous port: never collides with another job's 29500
+    "--nproc_per_node",
+    "1",
+    "-m",
+    "primus.cli.train",
+]
+
+
+def _perf_env(perf_patches: bool) -> dict[str, str]:
+    return {} if perf_patches else {"PRIMUS_PATCHES": ",".join(f"-{i}" for i in perf_patch_ids())}
+
+
+def _primus_finetune(case: Case, perf_patches: bool) -> Launch:
+    """`primus train --workload lora|sft` on the records, packed; validation after training only."""
+    w, inputs = case.workload, case.inputs
+    assert inputs is not None and w.finetune is not None  # the runner builds them for fine-tuning
+    mbs, gbs = case.batch
+    run_dir = case.out_dir / "run"
+    validation_tokens = inputs.stats["validation_records"] * inputs.stats["tokens_mean"]
+    command = [
+        *LAUNCHER,
+        "--workload",
+        w.finetune,
+        "--hf_model_name_or_path",
+        str(inputs.model_dir),
+        "--data_path",
+        str(inputs.data_dir),
+        "--run_dir",
+        str(run_dir),
+        "--device",
+        case.device,
+        "pack_sequences=true",
+        f"model.seq_length={case.seq}",
+        f"train.micro_batch_size={mbs}",
+        f"train.global_batch_size={gbs}",
+        f"train.train_iters={case.steps}",
+        "validation.eval_interval=1000000",
+        f"validation.eval_iters={max(1, int(validation_tokens // w.tokens_per_step))}",
+        f"optimizer.lr={w.lr}",
+        f"optimizer.min_lr={w.min_lr}",
+        f"scheduler.lr_warmup_iters={min(5, case.steps - 1)}",
+        f"scheduler.lr_decay_iters={case.steps}",
+        "checkpoint.save=null",
+        "logger.log_interval=5",
+        *([f"peft.dim={w.lora_dim}", f"peft.alpha={w.lora_alpha}"] if w.finetune == "lora" else []),
+        *w.extra_overrides,
+    ]
+
+    def read() -> dict[str, Any]:
+        result = result_from_run_dir(run_dir)
+        real = packed_fill(run_dir, case.seq) * gbs * case.seq
+        return {**result, "step_tokens": [real] * len(result["step_seconds"])}
+
+    return Launch(command, _perf_env(perf_patches), read)
+
+
 def _primus(case: Case, perf_patches: bool) -> Launch | Skip:
     w = case.workload
+    if w.finetune:
+        return _primus_finetune(case, perf_patches)
     mbs, gbs = case.batch
     run_dir = case.out_dir / "run"
     source = ["--recipe", w.recipe] if w.recipe else ["--config", str(REPO / w.primus_config)]
-    launcher = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",  # a free rendezvous port: never collides with another job's 29500
-        "--nproc_per_node",
-        "1",
-        "-m",
-        "primus.cli.train",
-    ]
     command = [
-        *launcher,
+        *LAUNCHER,
         *source,
         "--run_dir",
         str(run_dir),
@@ -94,8 +149,7 @@ def _primus(case: Case, perf_patches: bool) -> Launch | Skip:
     if case.data:  # the null tokenizer adds an end-of-document id: vocab - 1 ids + 1 = the shape's
         command += ["--data_path", str(case.data), "tokenizer.tokenizer_type=NullTokenizer"]
         command.append(f"tokenizer.vocab_size={w.shape.vocab - 1}")
-    env = {} if perf_patches else {"PRIMUS_PATCHES": ",".join(f"-{i}" for i in perf_patch_ids())}
-    return Launch(command, env, lambda: result_from_run_dir(run_dir))
+    return Launch(command, _perf_env(perf_patches), lambda: result_from_run_dir(run_dir))
 
 
 def perf_patch_ids() -> list[str]:
@@ -107,6 +161,8 @@ def perf_patch_ids() -> list[str]:
 
 
 def _bridge_direct(case: Case) -> Launch | Skip:
+    if case.workload.finetune:
+        return Skip("pretraining only (use primus_no_perf for Bridge's finetune() without the fast path)")
     if case.device != "cuda":
         return Skip(
             "Megatron-Bridge alone cannot train without CUDA (Primus's CPU patches are what make that work)"
@@ -138,6 +194,8 @@ def _bridge_direct(case: Case) -> Launch | Skip:
 
 
 def _hf(case: Case, compiled: bool) -> Launch | Skip:
+    if case.workload.finetune:
+        return Skip("pretraining only (the fine-tuning peers are hf_peft and trl)")
     if compiled and case.device != "cuda":
         return Skip(
             "torch.compile is benchmarked on GPUs only (on a CPU it only adds minutes of compilation)"
@@ -175,6 +233,56 @@ def _hf(case: Case, compiled: bool) -> Launch | Skip:
     return Launch(command, {}, lambda: json.loads(result.read_text()))
 
 
+def _finetune_peer(case: Case, module: str) -> Launch | Skip:
+    """The HF fine-tuning peers: same model directory, records, bins of ``seq`` tokens, schedule."""
+    w, inputs = case.workload, case.inputs
+    if not w.finetune or inputs is None:
+        return Skip("fine-tuning workloads only (e.g. --workload llama32_1b_lora)")
+    if module == "primus.bench.trl_loop":
+        import importlib.util
+
+        if importlib.util.find_spec("trl") is None:
+            return Skip("the trl package is not installed here")
+    _, gbs = case.batch
+    result = case.out_dir / "result.json"
+    command = [
+        sys.executable,
+        "-m",
+        module,
+        "--model",
+        str(inputs.model_dir),
+        "--data",
+        str(inputs.data_dir),
+        "--finetune",
+        w.finetune,
+        "--seq",
+        str(case.seq),
+        "--bins-per-step",
+        str(gbs),
+        "--micro-bins",
+        str(w.peer_micro_bins),
+        "--steps",
+        str(case.steps),
+        "--lr",
+        str(w.lr),
+        "--min-lr",
+        str(w.min_lr),
+        "--warmup-lr",
+        str(min(5, case.steps - 1)),
+        "--lora-dim",
+        str(w.lora_dim),
+        "--lora-alpha",
+        str(w.lora_alpha),
+        "--device",
+        case.device,
+        # on a CPU as Primus trains there: no gradient clipping (its cpu_training_config patch)
+        *(["--clip-grad", "0"] if case.device == "cpu" else []),
+        "--out",
+        str(result),
+    ]
+    return Launch(command, {}, lambda: json.loads(result.read_text()))
+
+
 SYSTEMS: dict[str, System] = {}
 
 
@@ -196,6 +304,16 @@ for _system in (
         lambda c: _hf(c, False),
     ),
     System("hf_compiled", "the same with torch.compile", lambda c: _hf(c, True)),
+    System(
+        "hf_peft",
+        "fine-tuning: HF transformers (+ peft LoRA), padding-free packed records, SDPA, bf16 autocast, fused AdamW",
+        lambda c: _finetune_peer(c, "primus.bench.sft_loop"),
+    ),
+    System(
+        "trl",
+        "fine-tuning: TRL SFTTrainer, packing bfd (padding-free), assistant-only loss, bf16, fused AdamW",
+        lambda c: _finetune_peer(c, "primus.bench.trl_loop"),
+    ),
 ):
     register(_system)
 

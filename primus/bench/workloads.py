@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from primus.bench.finetune_data import RecordSpec
 from primus.core.errors import PrimusUserError, did_you_mean
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,9 +53,28 @@ class Workload:
     extra_overrides: tuple[str, ...] = field(default_factory=tuple)
     #: False: too large to train on a CPU in benchmark time
     runs_on_cpu: bool = True
+    #: fine-tuning: what trains (LoRA adapters or every weight); None: pretraining
+    finetune: Literal["lora", "sft"] | None = None
+    #: fine-tuning: the synthetic chat records every system reads
+    records: RecordSpec | None = None
+    min_lr: float = 0.0
+    lora_dim: int = 16
+    lora_alpha: int = 32
+    #: fine-tuning, HF peers: packed sequences flattened into one forward (padding-free)
+    peer_micro_bins: int = 1
 
     def batch(self, seq: int) -> tuple[int, int]:
-        """(micro batch size, global batch size) in sequences."""
+        """(micro batch size, global batch size) in sequences; fine-tuning: packed sequences of
+        ``seq`` tokens, one per micro batch (Megatron-Bridge's packed format)."""
+        if self.finetune:
+            if self.tokens_per_step % seq:
+                raise PrimusUserError(
+                    f"workload {self.name!r} needs a sequence length dividing {self.tokens_per_step} tokens per step",
+                    key="--seq",
+                    source="cli",
+                    hint=f"try {' or '.join(map(str, self.default_seqs))}",
+                )
+            return 1, self.tokens_per_step // seq
         if self.tokens_per_micro_batch % seq or self.tokens_per_step % self.tokens_per_micro_batch:
             raise PrimusUserError(
                 f"workload {self.name!r} needs a sequence length dividing {self.tokens_per_micro_batch} "
@@ -105,6 +125,22 @@ LLAMA32_1B = ModelShape(
     rope_theta=500000.0,
 )
 TINY = ModelShape(layers=2, hidden=64, ffn=256, heads=4, kv_heads=2, vocab=256, tied_embeddings=False)
+#: the tiny shape with room for a trained BPE tokenizer (at least 258 ids)
+TINY_FT = ModelShape(layers=2, hidden=64, ffn=256, heads=4, kv_heads=2, vocab=512, tied_embeddings=False)
+#: synthetic chat records of 200-1500 tokens (a few records per 2048-token packed sequence)
+LLAMA_RECORDS = RecordSpec(
+    records=2000, validation_records=120, min_tokens=200, max_tokens=1500, tokenizer_vocab=8192, words=6000
+)
+TINY_RECORDS = RecordSpec(
+    records=160, validation_records=16, min_tokens=20, max_tokens=200, tokenizer_vocab=400, words=60
+)
+
+
+def _finetune(name: str, kind: Literal["lora", "sft"], shape: ModelShape, **fields: Any) -> Workload:
+    what = "LoRA (q,k,v,o,gate,up,down; dim 16, alpha 32)" if kind == "lora" else "full SFT"
+    fields.setdefault("description", f"{fields.pop('model_text')} {what} on synthetic chat records, packed")
+    return Workload(name=name, shape=shape, finetune=kind, tokens_per_micro_batch=0, **fields)
+
 
 WORKLOADS: dict[str, Workload] = {
     w.name: w
@@ -130,6 +166,36 @@ WORKLOADS: dict[str, Workload] = {
             primus_config="primus/configs/tiny_llama.yaml",
             lr=3e-3,
         ),
+        *(
+            _finetune(
+                f"llama32_1b_{kind}",
+                kind,
+                LLAMA32_1B,
+                model_text="Llama-3.2-1B shape (random weights),",
+                default_seqs=(2048,),
+                tokens_per_step=16384,
+                hf_config_dir="meta-llama/Llama-3.2-1B",
+                records=LLAMA_RECORDS,
+                lr=lr,
+                min_lr=lr / 10,
+                runs_on_cpu=False,
+            )
+            for kind, lr in (("lora", 1e-4), ("sft", 2e-5))
+        ),
+        *(
+            _finetune(
+                f"tiny_{kind}",
+                kind,
+                TINY_FT,
+                model_text="a 2-layer Llama (hidden 64)",
+                default_seqs=(256,),
+                tokens_per_step=1024,
+                records=TINY_RECORDS,
+                lr=1e-3,
+                min_lr=1e-4,
+            )
+            for kind in ("lora", "sft")
+        ),
     )
 }
 
@@ -142,13 +208,14 @@ def get_workload(name: str) -> Workload:
     return WORKLOADS[name]
 
 
-def flops_per_token(shape: ModelShape, seq: int) -> float:
+def flops_per_token(shape: ModelShape, seq: int, adapters_only: bool = False) -> float:
     """Training FLOPs per token (forward + backward), PaLM's formula (Chowdhery et al. 2022, App. B):
     6 N + 12 L h s, with N the parameters that take part in matrix multiplies (attention and MLP
     projections and the output layer; the embedding lookup excluded) and 12 L h s the attention
-    scores and values over the full (non-causal) sequence."""
+    scores and values over the full (non-causal) sequence. ``adapters_only`` (LoRA): no weight
+    gradients for the frozen matrices, 4 N (the adapters' own FLOPs left out)."""
     s = shape
     kv = s.kv_heads * s.head_dim
     per_layer = s.hidden * (s.hidden + 2 * kv) + s.hidden * s.hidden + 3 * s.hidden * s.ffn
     matmul_params = s.layers * per_layer + s.hidden * s.vocab
-    return 6.0 * matmul_params + 12.0 * s.layers * s.hidden * seq
+    return (4.0 if adapters_only else 6.0) * matmul_params + 12.0 * s.layers * s.hidden * seq

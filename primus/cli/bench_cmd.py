@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+DEFAULT_SYSTEMS = ("primus", "megatron_bridge", "hf_eager", "hf_compiled")
+FINETUNE_SYSTEMS = ("primus", "hf_peft", "trl")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from primus.bench.systems import SYSTEMS
     from primus.bench.workloads import WORKLOADS
 
-    defaults = ["primus", "megatron_bridge", "hf_eager", "hf_compiled"]
     parser.add_argument(
         "--workload", default="llama32_1b", help=f"one of: {', '.join(WORKLOADS)} (default: llama32_1b)"
     )
@@ -19,9 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--systems",
         nargs="+",
-        default=defaults,
         metavar="NAME",
-        help=f"systems, the first is the ratio reference (default: {' '.join(defaults)})",
+        help=f"systems, the first is the ratio reference (default: {' '.join(DEFAULT_SYSTEMS)}; "
+        f"fine-tuning workloads: {' '.join(FINETUNE_SYSTEMS)})",
     )
     parser.add_argument("--steps", type=int, default=30, help="training steps per run (default: 30)")
     parser.add_argument(
@@ -71,7 +73,7 @@ def bench(args: argparse.Namespace) -> int:
             print(f"system   {s.name:16s} {s.description}")
         return 0
     workload = get_workload(args.workload)
-    systems = get_systems(args.systems)
+    systems = get_systems(args.systems or list(FINETUNE_SYSTEMS if workload.finetune else DEFAULT_SYSTEMS))
     seqs = tuple(args.seq or workload.default_seqs)
     for seq in seqs:
         workload.batch(seq)  # refuse a bad --seq before any run
@@ -103,6 +105,13 @@ def bench(args: argparse.Namespace) -> int:
             hint="on a CPU use --workload tiny",
         )
     data = None
+    if args.data and workload.finetune:
+        raise PrimusUserError(
+            "fine-tuning workloads train on synthetic chat records built for the run, not on --data",
+            key="--data",
+            source="cli",
+            hint=f"leave --data out, or pretrain: --workload {workload.name.rsplit('_', 1)[0]}",
+        )
     if args.data:
         from primus.bench.data import check_prefix
 

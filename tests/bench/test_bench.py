@@ -115,7 +115,7 @@ def test_table_names_the_device_and_per_gpu_columns_only_on_gpus():
     [
         (
             ["--workload", "llama3_1b"],
-            "--workload (cli): unknown workload 'llama3_1b'; did you mean 'llama32_1b'?",
+            "--workload (cli): unknown workload 'llama3_1b'; did you mean 'llama32_1b'",
         ),
         (["--systems", "primus", "hf_eagr", "torchtitan"], "2 problems:"),
         (

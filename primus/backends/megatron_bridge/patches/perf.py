@@ -148,8 +148,10 @@ def fused_adam(ctx: PatchContext) -> None:
 @register_patch(
     "megatron_bridge.compiled_rope",
     backend=NAME,
-    phase="setup",
-    condition=ON_CUDA & TE_ABSENT,
+    phase="build_args",  # after the config is built: the condition reads the dataset
+    # packed (thd) sequences call RoPE once per record, a new shape each time: a static-shape
+    # compile would recompile per record length until torch's recompile limit, then run eagerly
+    condition=ON_CUDA & TE_ABSENT & ~PACKED_SEQUENCES,
     kind="perf",
     description="Megatron's unfused rotary embedding compiled by torch.compile into one kernel per direction",
 )
