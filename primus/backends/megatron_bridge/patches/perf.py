@@ -162,6 +162,21 @@ def compiled_rope(ctx: PatchContext) -> None:
 
 
 @register_patch(
+    "megatron_bridge.sync_free_packed_rope",
+    backend=NAME,
+    phase="build_args",
+    condition=ON_CUDA & TE_ABSENT & PACKED_SEQUENCES,
+    kind="perf",
+    description="packed (thd) rotary embeddings: positions per token from cu_seqlens on the GPU, one "
+    "call per row instead of one per document with 2 host syncs each for Q and K in every layer",
+)
+def sync_free_packed_rope(ctx: PatchContext) -> None:
+    from primus.backends.megatron_bridge.patches.packed_rope import install_sync_free_packed_rope
+
+    install_sync_free_packed_rope()
+
+
+@register_patch(
     "megatron_bridge.deferred_grad_check",
     backend=NAME,
     phase="setup",
