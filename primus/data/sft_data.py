@@ -278,6 +278,33 @@ def chat_template_problem(tokenizer_dir: str, chat_template_path: str | None) ->
     )
 
 
+def unended_turn_warning(tokenizer_dir: str, chat_template_path: str | None) -> str | None:
+    """A warning when the template does not end an assistant turn with the end-of-text token.
+
+    The model then never learns to emit that token after an answer, and ``generate()``, which
+    stops on it, runs on past the answer. None when the turn ends with it (or no check is possible).
+    """
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+        if chat_template_path:
+            tokenizer.chat_template = Path(chat_template_path).expanduser().read_text(encoding="utf-8")
+        eos = tokenizer.eos_token
+        turns = [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "ANSWER"}]
+        rendered = tokenizer.apply_chat_template(turns, tokenize=False)
+    except Exception:  # a template that needs other inputs: Bridge reports its own errors
+        return None
+    after = rendered.split("ANSWER", 1)[-1]
+    if not eos or eos in after:
+        return None
+    return (
+        f"the chat template ends an assistant turn with {after.strip()[:20]!r}, not the tokenizer's "
+        f"end-of-text token {eos!r}: a fine-tuned model will not learn to stop where generate() stops; "
+        "end assistant turns with it in the template (or set that token as the tokenizer's eos_token)"
+    )
+
+
 def held_out_count(records: int, validation_fraction: float) -> int:
     """How many of ``records`` training records are held out: the fraction, at least 1, at most n - 1."""
     return min(max(round(validation_fraction * records), 1), records - 1)

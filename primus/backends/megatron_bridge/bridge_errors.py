@@ -22,7 +22,7 @@ _TOO_FEW_SAMPLES = re.compile(
 def _too_few_samples(match: re.Match) -> PrimusUserError:
     samples, batch = int(match[1]), int(match[2])
     return PrimusUserError(
-        f"the training data makes {samples} sequences and one global batch needs {batch}",
+        f"the training data makes {samples} sequence{'s' if samples != 1 else ''} and one global batch needs {batch}",
         key="train.global_batch_size",
         hint=f"set train.global_batch_size={samples} or less, add records, "
         "or pack_sequences=false (packing puts several records in one sequence)",

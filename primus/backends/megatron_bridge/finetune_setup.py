@@ -101,6 +101,10 @@ class FinetuneSetup:
             specs.packed_sequence_size = container.dataset.seq_length
         if self._chat:
             self._chat_template(container, provenance)
+        if not self.user.has("logger.log_interval") and not self.user.get("recipe", None):
+            iters = container.train.train_iters or 0
+            every = max(1, iters // 20)  # about 20 progress lines a run (Bridge's base: every iteration)
+            set_path(container, "logger.log_interval", every, derived_source("train_iters / 20"), provenance)
         if self.data is not None:
             self._training_batch(container)
             self._validation_batch(container, provenance)
@@ -120,9 +124,13 @@ class FinetuneSetup:
             self.problems.add(
                 f"{records} training records and one global batch needs {batch}",
                 key="train.global_batch_size",
-                source=self.user.source_of("train.global_batch_size") or self.user.source_of("data_path"),
+                source=self.user.source_of("train.global_batch_size") or self._default_source(),
                 hint=f"set train.global_batch_size={records} or less, or add records",
             )
+
+    def _default_source(self) -> str:
+        recipe = self.user.get("recipe", None)
+        return recipe_source(recipe) if recipe else f"default ({BASE_CONFIGS[self.workload]})"
 
     def _validation_batch(self, container: Any, provenance: Provenance) -> None:
         """Fit the validation batch to a small validation split.
@@ -284,7 +292,8 @@ class FinetuneSetup:
 
     def _chat_template(self, container: Any, provenance: Provenance) -> None:
         """Chat records need a chat template: the tokenizer's, or --chat_template FILE."""
-        from primus.data.sft_data import chat_template_problem
+        from primus.backends.megatron_bridge.chat_masks import assistant_mask_problem
+        from primus.data.sft_data import chat_template_problem, unended_turn_warning
 
         template = self.user.get("chat_template", None)
         tokenizer_dir = getattr(container.tokenizer, "tokenizer_model", None)
@@ -300,6 +309,20 @@ class FinetuneSetup:
             problem = chat_template_problem(str(tokenizer_dir), template)
             if problem:
                 self.problems.add(problem, key="chat_template", source=self.user.source_of("data_path"))
+                return
+            masked = assistant_mask_problem(
+                self.data,
+                str(tokenizer_dir),
+                template,
+                self.user.get("sft_loss"),
+                self.user.source_of("sft_loss"),
+            )
+            if masked:
+                self.problems.extend([masked])
+            elif not self.describe_only:
+                warning = unended_turn_warning(str(tokenizer_dir), template)
+                if warning:
+                    logger.warning("%s", warning)
 
     # -- starting point -------------------------------------------------------------------
     def _starting_weights(self, container: Any) -> None:

@@ -8,6 +8,7 @@ Primus's own patch log already says which code paths are used and why.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import warnings
 
@@ -23,7 +24,8 @@ QUIET_MESSAGES = {
     "transformers.configuration_utils": r"`torch_dtype` is deprecated",
     "transformers.modeling_utils": r"`torch_dtype` is deprecated",
 }
-#: (message regex, module regex) of UserWarnings that only restate the TE/Apex-free setup
+#: (message regex, module regex) of warnings (any category) that only restate the TE/Apex-free
+#: setup or a library's internal deprecations
 QUIET_WARNINGS = (
     (r"Apex is not installed", r"megatron\."),
     (r"Transformer Engine and Apex are not installed", r"megatron\."),
@@ -35,7 +37,9 @@ QUIET_WARNINGS = (
     (r"torch.distributed is disabled, unavailable or uninitialized", r"torch\."),
     # torch's own deprecations inside Megatron's checkpoint loading (nothing a user can change)
     (r"The argument order of load has been changed", r"torch\."),
-    (r"Please use DTensor instead and we are deprecating ShardedTensor", r""),
+    (r"Please use DTensor instead and we are deprecating ShardedTensor", r""),  # a FutureWarning
+    # Bridge's PEFT sets Megatron's deprecated cuda-graph scope default (nothing a user set)
+    (r"full scope is deprecated", r""),
 )
 
 
@@ -73,4 +77,7 @@ def quiet_third_party_noise() -> None:
         if not any(isinstance(f, _DropMessage) for f in logger.filters):
             logger.addFilter(_DropMessage(pattern))
     for message, module in QUIET_WARNINGS:
-        warnings.filterwarnings("ignore", message=message, category=UserWarning, module=module)
+        warnings.filterwarnings("ignore", message=message, category=Warning, module=module)
+    # Bridge's dataset packing and index building draw tqdm bars on the console (primus.log
+    # and the progress line say what happens); --debug / --verbose keep them
+    os.environ.setdefault("TQDM_DISABLE", "1")

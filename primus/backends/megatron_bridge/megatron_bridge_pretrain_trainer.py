@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import shutil
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -135,19 +136,22 @@ class MegatronBridgePretrainTrainer(BaseTrainer):
         self.summary = self._finish_summary()
         run_patches("after_train", self.ctx.patches)
         if self.ctx.config.get("convert_to_hf", False):
-            self.summary["hf_export"] = self._export_hf()
+            self.summary.update(self._export_hf())
         return self.summary
 
-    def _export_hf(self) -> str:
-        """--convert_to_hf: the last checkpoint as a HF directory (rank 0, after pretrain())."""
+    def _export_hf(self) -> dict[str, str]:
+        """--convert_to_hf: the last checkpoint as a HF directory (rank 0, after pretrain()); a
+        LoRA run also writes its HF PEFT adapter. A ``chat_template`` the run trained with goes
+        into both, so the exported tokenizer renders chats as in training."""
         from primus.backends.megatron_bridge.hf_conversion import export_hf
 
         cfg = self.ctx.config
         out = Path(cfg.get("hf_export_dir", None) or self.run_dir / "hf")
+        exported = {"hf_export": str(out)}
         if self.ctx.dist.is_main:
             self._move_earlier_export_aside(out)
             with megatron_output(self.run_dir / "megatron.log", show=self.ctx.verbose):
-                export_hf(
+                result = export_hf(
                     self.container.checkpoint.save,
                     out,
                     hf_source=cfg.get("hf_model_name_or_path"),
@@ -155,8 +159,14 @@ class MegatronBridgePretrainTrainer(BaseTrainer):
                     trust_remote_code=bool(cfg.get("trust_remote_code", False)),
                     single_process=True,
                 )
+            if getattr(result, "adapter", None):
+                exported["hf_adapter"] = str(result.adapter)
+            template = cfg.get("chat_template", None)
+            for directory in exported.values():
+                if template:
+                    shutil.copyfile(Path(template).expanduser(), Path(directory) / "chat_template.jinja")
             logger.info("HF export: %s", out)
-        return str(out)
+        return exported
 
     def _move_earlier_export_aside(self, out: Path) -> None:
         """A resumed run exports again: the earlier export in the run dir goes to ``DIR.old-TIME``."""
@@ -201,6 +211,18 @@ class MegatronBridgePretrainTrainer(BaseTrainer):
             ),
             f"  checkpoint     {s.get('checkpoint')}",
             f"  run directory  {s.get('run_dir')} (plots: primus report {s.get('run_dir')})",
+            *(
+                [f"  HF model       {s['hf_export']} (transformers: AutoModelForCausalLM.from_pretrained)"]
+                if s.get("hf_export")
+                else []
+            ),
+            *(
+                [
+                    f"  HF adapter     {s['hf_adapter']} (peft: PeftModel.from_pretrained(base model, this directory))"
+                ]
+                if s.get("hf_adapter")
+                else []
+            ),
         ]
         logger.info("\n".join(lines))
         if self.ctx.dist.is_main:

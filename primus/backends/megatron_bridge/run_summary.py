@@ -117,7 +117,7 @@ def _data_line(container: Any, view: Any, sft: Any = None) -> str:
     if sft is not None:
         return f"{_records_line(sft, container.dataset, view)}; tokenizer {tok}"
     if view.get("workload", "pretrain") != "pretrain":
-        return f"your records: --data_path FILE.jsonl or a directory of them; tokenizer {tok}"
+        return f"your records: --data_path FILE.jsonl, or a directory with training.jsonl; tokenizer {tok}"
     if blend is None:
         return f"mock data (random tokens); tokenizer {tok}"
     prefixes, weights = blend

@@ -14,7 +14,13 @@ from primus.backends.megatron_bridge.bootstrap import prepare_imports
 from primus.core.config import load_config
 from primus.core.errors import PrimusUserError
 from tests.backends.megatron_bridge.test_patches import CPU_LAPTOP
-from tests.finetune_support import make_facts, make_tiny_hf_model, write_chat, write_prompt_completion
+from tests.finetune_support import (
+    CHAT_TEMPLATE,
+    make_facts,
+    make_tiny_hf_model,
+    write_chat,
+    write_prompt_completion,
+)
 
 pytestmark = pytest.mark.megatron
 
@@ -38,8 +44,12 @@ def material(tmp_path_factory):
     }
 
 
+#: a batch the 20 records fill (Bridge's fine-tuning bases take 128)
+SMALL_BATCH = ["train.global_batch_size=8", "train.micro_batch_size=1"]
+
+
 def build(material, overrides=(), **flags):
-    user = load_config(None, overrides=list(overrides), flags=flags)
+    user = load_config(None, overrides=[*SMALL_BATCH, *overrides], flags=flags)
     user.set("run_dir", str(material["work"] / "run"), "cli")
     return MegatronBridgeArgBuilder(user, CPU_LAPTOP, 1).build()
 
@@ -106,10 +116,26 @@ def test_chat_records_need_a_chat_template(material, tmp_path):
     with pytest.raises(PrimusUserError, match="chat_template"):
         build(material, data_path=str(material["chat"]), **kwargs)
     template = tmp_path / "chat.jinja"
-    template.write_text("{% for m in messages %}{{ m['content'] }}\n{% endfor %}")
+    template.write_text(CHAT_TEMPLATE)
     built = build(material, data_path=str(material["chat"]), chat_template=str(template), **kwargs)
     assert built.container.tokenizer.chat_template_path == str(template)
     build(material, data_path=str(material["pc"]), **kwargs)  # prompt/completion needs none
+
+
+def test_an_assistant_only_loss_needs_a_template_that_marks_the_assistant(material, tmp_path):
+    """Refused before training (Bridge failed in a data-loader worker when the first batch was built)."""
+    unmarked = tmp_path / "unmarked.jinja"
+    unmarked.write_text("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>\n{% endfor %}")
+    kwargs = {
+        "workload": "sft",
+        "hf_model_name_or_path": str(material["hf_no_template"]),
+        "data_path": str(material["chat"]),
+        "chat_template": str(unmarked),
+    }
+    with pytest.raises(PrimusUserError) as err:
+        build(material, **kwargs)
+    assert f"{material['chat']}:1" in err.value.render() and "--sft_loss full" in err.value.render()
+    assert build(material, sft_loss="full", **kwargs).container.dataset.preprocessing.loss_mode == "full"
 
 
 def test_refusals_say_what_to_do(material):
@@ -119,6 +145,14 @@ def test_refusals_say_what_to_do(material):
         build(material, workload="lora", data_path=str(material["pc"]))
     with pytest.raises(PrimusUserError, match="none were given"):  # no records
         build(material, workload="sft", hf_model_name_or_path=str(material["hf"]))
+    with pytest.raises(PrimusUserError, match="19 training records and one global batch needs 64"):
+        build(
+            material,
+            ["train.global_batch_size=64"],
+            workload="sft",
+            hf_model_name_or_path=str(material["hf"]),
+            data_path=str(material["pc"]),
+        )  # 20 records, 1 held out
     with pytest.raises(PrimusUserError, match="workload pretrain cannot run it"):
         build(material, workload="pretrain", recipe="llama32_1b_peft")
 
