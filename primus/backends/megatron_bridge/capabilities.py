@@ -32,9 +32,11 @@ class Conversion:
     def export_hf(
         self, ckpt: str, out: str, *, hf_source: str | None, device: str, trust_remote_code: bool
     ) -> Any:
-        from primus.backends.megatron_bridge.hf_conversion import export_hf
+        from primus.backends.megatron_bridge.peft_export import export_finetuned
 
-        return export_hf(ckpt, out, hf_source=hf_source, device=device, trust_remote_code=trust_remote_code)
+        return export_finetuned(
+            ckpt, out, hf_source=hf_source, device=device, trust_remote_code=trust_remote_code
+        )
 
     def verify(
         self,

@@ -328,24 +328,12 @@ def export_hf(
     check_output: bool = True,
     single_process: bool = False,
 ) -> ConversionResult:
-    """Megatron checkpoint -> HF directory (safetensors, config, tokenizer files of the source);
-    a LoRA / DoRA checkpoint (adapters only) goes to ``peft_export.export_finetuned``."""
+    """Megatron checkpoint (whole model) -> HF directory (safetensors, config, tokenizer files of
+    the source). Any checkpoint, adapters-only ones included: ``peft_export.export_finetuned``."""
     import time
-
-    from primus.backends.megatron_bridge import peft_export
 
     start = time.perf_counter()
     ckpt_iter = resolve_checkpoint(ckpt)
-    if peft_export.is_adapter_checkpoint(ckpt_iter):
-        return peft_export.export_finetuned(
-            ckpt_iter,
-            out,
-            hf_source=hf_source,
-            device=device,
-            trust_remote_code=trust_remote_code,
-            check_output=check_output,
-            single_process=single_process,
-        )
     out = Path(out).expanduser().resolve()
     if check_output:
         _check_output_dir(out, "--out")

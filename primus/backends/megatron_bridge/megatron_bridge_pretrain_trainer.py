@@ -143,7 +143,7 @@ class MegatronBridgePretrainTrainer(BaseTrainer):
         """--convert_to_hf: the last checkpoint as a HF directory (rank 0, after pretrain()); a
         LoRA run also writes its HF PEFT adapter. A ``chat_template`` the run trained with goes
         into both, so the exported tokenizer renders chats as in training."""
-        from primus.backends.megatron_bridge.hf_conversion import export_hf
+        from primus.backends.megatron_bridge.peft_export import export_finetuned
 
         cfg = self.ctx.config
         out = Path(cfg.get("hf_export_dir", None) or self.run_dir / "hf")
@@ -151,7 +151,7 @@ class MegatronBridgePretrainTrainer(BaseTrainer):
         if self.ctx.dist.is_main:
             self._move_earlier_export_aside(out)
             with megatron_output(self.run_dir / "megatron.log", show=self.ctx.verbose):
-                result = export_hf(
+                result = export_finetuned(
                     self.container.checkpoint.save,
                     out,
                     hf_source=cfg.get("hf_model_name_or_path"),

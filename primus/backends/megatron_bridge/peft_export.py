@@ -55,11 +55,6 @@ def read_run_config(ckpt_iter: Path) -> dict[str, Any]:
         return yaml.safe_load(f) or {}
 
 
-def is_adapter_checkpoint(ckpt_iter: Path) -> bool:
-    """True when the checkpoint was saved by a PEFT run (adapter tensors only)."""
-    return bool(read_run_config(ckpt_iter).get("peft"))
-
-
 def build_peft(section: dict[str, Any], source: str) -> Any:
     """The LoRA / DoRA object a run_config.yaml ``peft:`` section describes."""
     import importlib
@@ -179,8 +174,11 @@ def export_finetuned(
     check_output: bool = True,
     single_process: bool = False,
 ) -> ConversionResult:
-    """Adapter-only checkpoint -> merged HF model in ``out_dir`` (+ LoRA's HF PEFT adapter in
-    ``adapter_dir``, default ``<out_dir>_adapter``). Other checkpoints go to ``export_hf``."""
+    """Any checkpoint -> HF: the one door for exports (``convert export``, ``--convert_to_hf``).
+
+    An adapter-only checkpoint becomes the merged HF model in ``out_dir`` (+ LoRA's HF PEFT
+    adapter in ``adapter_dir``, default ``<out_dir>_adapter``); other checkpoints go to
+    ``hf_conversion.export_hf``."""
     start = time.perf_counter()
     ckpt_iter = resolve_checkpoint(ckpt_dir)
     run_config = read_run_config(ckpt_iter)
