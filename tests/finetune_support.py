@@ -11,15 +11,9 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from primus.bench.finetune_data import CHAT_TEMPLATE  # assistant turns in generation markers
+
 SYLLABLES = ("ka", "lo", "mi", "ren", "tor", "vel", "zu", "pa", "qui", "sho", "dar", "ne", "fi", "gal")
-#: a chat template with generation markers, so assistant tokens can be told apart
-CHAT_TEMPLATE = (
-    "{% for m in messages %}"
-    "{% if m['role'] == 'assistant' %}<|assistant|>{% generation %}{{ m['content'] }}<|endoftext|>{% endgeneration %}"
-    "{% else %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
-)
 
 
 @dataclass(frozen=True)
