@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from primus.core.errors import PrimusUserError, did_you_mean
 
 if TYPE_CHECKING:
-    from primus.core.capabilities import DataPreparation, HFConversion, RecipeCatalog
+    from primus.core.capabilities import DataPreparation, HFConversion, Inference, RecipeCatalog
     from primus.core.run_context import RunContext
     from primus.core.trainer import BaseTrainer
 
@@ -65,6 +65,9 @@ class BackendAdapter(ABC):
 
     def data_preparation(self) -> DataPreparation:
         raise self._unsupported("data preparation", "primus data prepare")
+
+    def inference(self) -> Inference:
+        raise self._unsupported("inference", "primus generate / primus eval")
 
     def _unsupported(self, what: str, command: str) -> PrimusUserError:
         return PrimusUserError(

@@ -1,13 +1,15 @@
 """What a backend can do besides training, as the CLI sees it.
 
 The CLI reaches every capability through the backend's adapter (``BackendAdapter.recipes()``,
-``.conversion()``, ``.data_preparation()``), never by importing a backend package; a backend
+``.conversion()``, ``.data_preparation()``, ``.inference()``), never by importing a backend package; a backend
 without a capability says so in one line.
 """
 
 from __future__ import annotations
 
 import os
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -52,3 +54,64 @@ class DataPreparation(Protocol):
     def prepare_dataset(
         self, corpus: Any, tokenizer_dir: str | os.PathLike, prefix: Path, *, workers: int, started: float
     ) -> Any: ...
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """How to continue a prompt: greedy (``temperature == 0``) or sampled with top-k / top-p."""
+
+    max_new_tokens: int = 64
+    temperature: float = 0.0
+    top_k: int = 0
+    top_p: float = 0.0
+    seed: int = 1234
+    stop_at_eos: bool = True
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0 or self.top_k == 1
+
+
+@dataclass
+class Completion:
+    """One prompt's continuation: its tokens and text, and how long the batch took."""
+
+    prompt_tokens: list[int]
+    tokens: list[int]
+    text: str
+    seconds: float
+
+
+class InferenceModel(Protocol):
+    """A trained model in memory (``primus generate`` / ``primus eval`` / the eval harness)."""
+
+    tokenizer: Any
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    @property
+    def max_sequence_length(self) -> int: ...
+
+    def logits(self, tokens: Any) -> Any:
+        """fp32 next-token logits [batch, seq, vocab] of token ids [batch, seq]."""
+
+    def generate(
+        self, prompts: list[list[int]], params: GenerationParams, on_text: Any = None
+    ) -> list[Completion]:
+        """Continuations of the prompts (token ids); ``on_text(i, piece)`` streams prompt i's text."""
+
+
+class Inference(Protocol):
+    """Load a checkpoint or HF directory for inference (a context manager of InferenceModel)."""
+
+    def open_model(
+        self,
+        *,
+        ckpt: str | None,
+        hf: str | None,
+        tokenizer: str | None,
+        device: str,
+        fp32: bool,
+        trust_remote_code: bool,
+    ) -> AbstractContextManager[InferenceModel]: ...

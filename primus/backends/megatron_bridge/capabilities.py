@@ -74,3 +74,26 @@ class DataPreparation:
         from primus.backends.megatron_bridge.data_prepare import prepare_indexed_dataset
 
         return prepare_indexed_dataset(corpus, tokenizer_dir, prefix, workers=workers, started=started)
+
+
+class Inference:
+    def open_model(
+        self,
+        *,
+        ckpt: str | None,
+        hf: str | None,
+        tokenizer: str | None = None,
+        device: str = "auto",
+        fp32: bool = False,
+        trust_remote_code: bool = False,
+    ) -> Any:
+        from primus.backends.megatron_bridge.inference_model import open_model
+
+        return open_model(
+            ckpt=ckpt,
+            hf=hf,
+            tokenizer=tokenizer,
+            device=device,
+            fp32=fp32,
+            trust_remote_code=trust_remote_code,
+        )

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from primus.backends.megatron_bridge import NAME, capabilities, preflight
+from primus.backends.megatron_bridge import NAME, capabilities, preflight, tracking
 from primus.backends.megatron_bridge.argument_builder import BuiltConfig, MegatronBridgeArgBuilder
 from primus.backends.megatron_bridge.log_noise import quiet_third_party_noise
-from primus.backends.megatron_bridge.resume import latest_checkpoint, schedule_note
+from primus.backends.megatron_bridge.resume import latest_checkpoint, resolve_auto, schedule_note
 from primus.backends.megatron_bridge.run_summary import run_plan
 from primus.core.backend import BackendAdapter
 from primus.core.errors import PrimusUserError
@@ -33,11 +33,13 @@ class MegatronBridgeAdapter(BackendAdapter):
 
     def prepare_environment(self, ctx: RunContext) -> None:
         """Export the rendezvous variables and run the ``setup`` patches (before any Megatron import)."""
+        resolve_auto(ctx.config)  # resume: auto -> true / false, before the earlier-run check
         earlier = preflight.check_earlier_run(ctx.config)
         if earlier and ctx.dry_run:
             logger.warning("the run itself would be refused: %s", earlier.problems[0])
         elif earlier:
             raise PrimusUserError(earlier.problems)
+        tracking.check_user_config(ctx.config).raise_if_any()  # W&B / MLflow that cannot log
         ctx.dist.export()
         quiet_third_party_noise()
         run_patches("setup", ctx.patches)
@@ -80,6 +82,9 @@ class MegatronBridgeAdapter(BackendAdapter):
 
     def data_preparation(self) -> capabilities.DataPreparation:
         return capabilities.DataPreparation()
+
+    def inference(self) -> capabilities.Inference:
+        return capabilities.Inference()
 
     def create_trainer(self, ctx: RunContext, native_config: BuiltConfig):
         """The trainer of the build's workload (TRAINERS: workload -> module, class)."""
