@@ -44,6 +44,10 @@ def global_options(*, for_subcommand: bool = False) -> argparse.ArgumentParser:
     return parent
 
 
+def _true_or_word(text: str) -> bool | str:
+    return True if text == "true" else text
+
+
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """--config, one flag per Primus key the schema marks as a flag, and trailing overrides
     (shared by train and config show). The schema is the one place a flag is declared."""
@@ -55,6 +59,14 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         kwargs: dict = {"dest": key, "help": spec.doc}
         if spec.types == (bool,):
             kwargs.update(action="store_const", const=True)
+        elif bool in spec.types and spec.choices:  # `--resume` is true, `--resume auto` a choice
+            kwargs.update(
+                nargs="?",
+                const=True,
+                type=_true_or_word,
+                choices=(True, *spec.choices),
+                metavar="|".join(spec.choices),
+            )
         elif spec.choices:
             kwargs.update(choices=spec.choices)
         else:
@@ -68,6 +80,32 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 #: CLI flags that set top-level Primus keys (flag dest == config key).
 FLAG_KEYS = tuple(key for key, spec in PRIMUS_KEYS.items() if spec.flag)
+
+
+def _optional_value_flags() -> dict[str, tuple[str, ...]]:
+    """``--flag`` -> its choices, for boolean flags that may also take a word (``--resume auto``)."""
+    out = {}
+    for key, spec in PRIMUS_KEYS.items():
+        if spec.flag and bool in spec.types and spec.choices:
+            for name in {f"--{key}", f"--{key.replace('_', '-')}", *spec.aliases}:
+                out[name] = spec.choices
+    return out
+
+
+def _attach_flag_values(argv: Sequence[str]) -> list[str]:
+    """``--resume auto`` -> ``--resume=auto``; a bare ``--resume`` -> ``--resume=true``, so an
+    override after it (``--resume train.train_iters=40``) is never taken for the flag's value."""
+    flags, out, i = _optional_value_flags(), [], 0
+    while i < len(argv):
+        token = argv[i]
+        if token in flags:
+            nxt = argv[i + 1] if i + 1 < len(argv) else None
+            out.append(f"{token}={nxt}" if nxt in flags[token] else f"{token}=true")
+            i += 2 if nxt in flags[token] else 1
+            continue
+        out.append(token)
+        i += 1
+    return out
 
 
 def backend(name: str | None = None):
@@ -96,19 +134,30 @@ def train_request(args: argparse.Namespace):
     )
 
 
-def _launcher_rank() -> int:
-    """The rank a launcher gave this process (only to filter logs; 0 when unknown)."""
-    for name in ("RANK", "SLURM_PROCID"):
+def _launcher_value(*names: str) -> int | None:
+    """The first of ``names`` a launcher set to a number (only to filter and tag logs)."""
+    for name in names:
         value = os.environ.get(name, "")
         if value.isdigit():
             return int(value)
-    return 0
+    return None
+
+
+def _launcher_node() -> int | None:
+    """This node's index in a job of several nodes (torchrun's GROUP_RANK, Slurm's SLURM_NODEID)."""
+    nodes = _launcher_value("SLURM_JOB_NUM_NODES", "SLURM_NNODES")
+    if "GROUP_RANK" in os.environ:  # torchrun: several nodes when the workers are not all local
+        if os.environ.get("LOCAL_WORLD_SIZE") == os.environ.get("WORLD_SIZE"):
+            return None
+        return _launcher_value("GROUP_RANK")
+    return _launcher_value("SLURM_NODEID") if nodes and nodes > 1 else None
 
 
 def run_command(fn: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
     """Run a command; a user error becomes one clear message and exit code 2."""
     setup_logging(
-        _launcher_rank(),
+        _launcher_value("RANK", "SLURM_PROCID") or 0,
+        node=_launcher_node(),
         log_all_ranks=args.log_all_ranks,
         debug=args.debug,
         verbose=getattr(args, "verbose", False),
@@ -139,7 +188,7 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpar
     Overrides may stand anywhere, also after a multi-value option such as ``--data_path``.
     ``section.key value`` (no ``=``) is refused with the override it was meant to be.
     """
-    args, extras = parser.parse_known_args(argv)
+    args, extras = parser.parse_known_args(_attach_flag_values(sys.argv[1:] if argv is None else argv))
     overrides = []
     for name in ("data_path",):
         values = getattr(args, name, None)

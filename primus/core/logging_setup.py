@@ -1,7 +1,8 @@
 """Logging configured once per process: a short console story, the whole record in the run dir.
 
 - Console (stderr): Primus's own INFO and up, other libraries' WARNING and up, rank 0 only
-  (``--verbose``: every library's INFO; ``--debug``: everything; ``--log-all-ranks``).
+  (``--verbose``: every library's INFO; ``--debug``: everything; ``--log-all-ranks``); errors
+  from every rank, each line of another rank prefixed with its node and rank (``[primus n1 r3]``).
 - ``RUN_DIR/primus.log``: every record at INFO and up from every library, and Primus's DEBUG
   lines (which patch applied or was skipped, and why), including those logged before the run
   directory existed (held in memory until then).
@@ -25,13 +26,18 @@ EARLY_RECORDS = 20_000
 
 
 class _RankFilter(logging.Filter):
-    def __init__(self, rank: int, log_all_ranks: bool) -> None:
+    """Rank 0's records (every rank's with ``--log-all-ranks``, errors from any rank); a line
+    from another rank says where it comes from: ``[primus r3]``, ``[primus n1 r3]`` on node 1."""
+
+    def __init__(self, rank: int, log_all_ranks: bool, node: int | None = None) -> None:
         super().__init__()
         self.rank = rank
         self.log_all_ranks = log_all_ranks
+        where = f" r{rank}" if node is None else f" n{node} r{rank}"
+        self.tag = where if log_all_ranks or rank != 0 else ""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.rank_tag = f" r{self.rank}" if self.log_all_ranks else ""
+        record.rank_tag = self.tag
         return self.rank == 0 or self.log_all_ranks or record.levelno >= logging.ERROR
 
 
@@ -95,7 +101,12 @@ def _console_handler() -> logging.Handler | None:
 
 
 def setup_logging(
-    rank: int = 0, *, log_all_ranks: bool = False, debug: bool = False, verbose: bool = False
+    rank: int = 0,
+    *,
+    log_all_ranks: bool = False,
+    debug: bool = False,
+    verbose: bool = False,
+    node: int | None = None,
 ) -> None:
     """Install the console handler and the early-record buffer on the root logger (idempotent)."""
     root = logging.getLogger()
@@ -106,7 +117,7 @@ def setup_logging(
     handler._primus = "console"  # type: ignore[attr-defined]
     handler.setLevel(logging.DEBUG if debug else logging.INFO)
     handler.setFormatter(_ConsoleFormatter() if not debug else logging.Formatter(_FORMAT, datefmt="%H:%M:%S"))
-    handler.addFilter(_RankFilter(rank, log_all_ranks))
+    handler.addFilter(_RankFilter(rank, log_all_ranks, node))
     handler.addFilter(_ConsoleLevels(logging.DEBUG if (debug or verbose) else logging.WARNING))
     _HOLD.held, _HOLD.records = False, []
     handler.addFilter(_HOLD)

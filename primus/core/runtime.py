@@ -14,7 +14,7 @@ from typing import Any
 
 from primus.core.backend import BACKENDS, BackendRegistry
 from primus.core.config import ResolvedConfig, load_config
-from primus.core.config.resolved import derived_source
+from primus.core.config.resolved import DEFAULT, derived_source
 from primus.core.config.schema import FINETUNE_WORKLOADS, validate_top_level
 from primus.core.distributed import resolve_dist_env
 from primus.core.environment import detect
@@ -71,6 +71,7 @@ def resolve_config(
         request.config_path = spec.default_config
         request.embedded_config = True
         cfg = load_config(spec.default_config, request.overrides, request.flags, environ)
+    resume_auto_in_restart(cfg, os.environ if environ is None else environ)
     problems = ProblemCollector()
     validate_top_level(cfg, spec.sections, problems)
     problems.raise_if_any()
@@ -81,6 +82,40 @@ def resolve_config(
             derived_source("run_dir"),
         )
     return cfg
+
+
+def _number(environ: Mapping[str, str], name: str) -> int:
+    value = environ.get(name, "")
+    return int(value) if value.isdigit() else 0
+
+
+def resume_auto_in_restart(cfg: ResolvedConfig, environ: Mapping[str, str]) -> None:
+    """Under ``torchrun --max-restarts K`` (K > 0), ``resume`` defaults to ``auto``: a restarted
+    worker group continues from the run's last complete checkpoint by itself.
+
+    Not only in a restart (``TORCHELASTIC_RESTART_COUNT > 0``): an agent whose workers were
+    healthy restarts them without counting a restart, so its ranks see a count of 0 while the
+    failed node's see 1, and every rank must decide alike.
+    """
+    restarts = _number(environ, "TORCHELASTIC_RESTART_COUNT")
+    max_restarts = _number(environ, "TORCHELASTIC_MAX_RESTARTS")
+    if not (restarts or max_restarts):
+        return
+    if environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True" and max_restarts:
+        logger.warning(
+            "torchrun --max-restarts with the agent's shared TCPStore: a restarted worker group can "
+            "read the failed attempt's addresses and fail to connect (pytorch/pytorch#135712); "
+            "start torchrun with TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 (the Primus examples do)"
+        )
+    if cfg.source_of("resume") != DEFAULT:
+        return
+    why = f"torchrun restart {restarts}" if restarts else f"torchrun --max-restarts {max_restarts}"
+    cfg.set("resume", "auto", derived_source(why))
+    logger.info(
+        "%s (TORCHELASTIC_RESTART_COUNT %d): resume auto, from the run's last checkpoint if any",
+        why,
+        restarts,
+    )
 
 
 def build_context(

@@ -8,9 +8,14 @@ recipe value.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from primus.core.config.resolved import derived_source
+
+logger = logging.getLogger(__name__)
 
 TRACKER = "latest_checkpointed_iteration.txt"
 
@@ -98,3 +103,33 @@ def schedule_note(container: Any, saved: SavedRun) -> str | None:
         f"{old_decay} iterations, warmup {old_sched.get('lr_warmup_iters')}){tail}. "
         "To stretch it to this config's length instead, set scheduler.override_opt_param_scheduler=true"
     )
+
+
+def own_checkpoint_dir(user: Any) -> str | None:
+    """Where this run saves its checkpoints: ``checkpoint.save``, else ``RUN_DIR/checkpoints``."""
+    checkpoint = user.get("checkpoint", None)
+    save = checkpoint.get("save") if isinstance(checkpoint, dict) else None
+    run_dir = user.get("run_dir", None)
+    return save or (str(Path(run_dir) / "checkpoints") if run_dir else None)
+
+
+def resolve_auto(user: Any) -> None:
+    """``resume: auto`` becomes ``true`` when the run's checkpoint directory holds a complete
+    checkpoint, else ``false``; an earlier attempt there without one (metrics, logs) is then moved
+    aside (``start_over``), as a restarted job that failed before its first save has nothing to keep."""
+    if user.get("resume", False) != "auto":
+        return
+    directory = own_checkpoint_dir(user)
+    saved = latest_checkpoint(directory)
+    if saved is not None:
+        user.set("resume", True, derived_source(f"resume auto: checkpoint at iteration {saved.iteration}"))
+        logger.info(
+            "resume auto: resuming from the checkpoint at iteration %d in %s", saved.iteration, directory
+        )
+        return
+    user.set("resume", False, derived_source("resume auto: no checkpoint"))
+    run_dir = user.get("run_dir", None)
+    earlier = run_dir and Path(run_dir).is_dir() and (Path(run_dir) / "metrics.jsonl").is_file()
+    if earlier and not user.get("start_over", False):
+        user.set("start_over", True, derived_source("resume auto: an earlier attempt saved no checkpoint"))
+    logger.info("resume auto: no checkpoint in %s: training from the start", directory)

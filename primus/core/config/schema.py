@@ -115,7 +115,12 @@ PRIMUS_KEYS: dict[str, KeySpec] = {
         flag=True,
     ),
     "resume": KeySpec(
-        (bool,), False, "continue from the latest checkpoint in checkpoint.load or the run dir", flag=True
+        (bool, str),
+        False,
+        "continue from the latest checkpoint in checkpoint.load or the run dir; auto: resume when "
+        "there is a checkpoint, else start fresh (the default under torchrun --max-restarts)",
+        ("auto",),
+        flag=True,
     ),
     "start_over": KeySpec(
         (bool,),
@@ -174,7 +179,6 @@ def _check_type(key: str, value: Any, spec: KeySpec, source: str | None, problem
     if not isinstance(value, spec.types) or (isinstance(value, bool) and bool not in spec.types):
         wanted = " or ".join("null" if t is type(None) else t.__name__ for t in spec.types)
         problems.add(f"expected {wanted}, got {type(value).__name__} {value!r}", key=key, source=source)
-    elif spec.choices and value is not None and value not in spec.choices:
-        problems.add(
-            f"invalid value {value!r}", key=key, source=source, hint="valid: " + ", ".join(spec.choices)
-        )
+    elif spec.choices and isinstance(value, str) and value not in spec.choices:
+        valid = ("true", "false", *spec.choices) if bool in spec.types else spec.choices
+        problems.add(f"invalid value {value!r}", key=key, source=source, hint="valid: " + ", ".join(valid))
