@@ -33,7 +33,7 @@ PACKAGES=(
     # Megatron itself (requirements/megatron.txt)
     megatron-core megatron-bridge
     # Hugging Face pieces Megatron-Bridge 0.6.2 accepts (transformers>=5.8,<=5.12.1)
-    transformers tokenizers datasets dill multiprocess diffusers importlib-metadata lazy-importer
+    transformers tokenizers datasets dill multiprocess diffusers importlib-metadata
     # config system (antlr4-python3-runtime is built from its sdist below)
     omegaconf hydra-core
     # megatron-energon / multi-storage-client (pulled in by megatron.bridge.training.config)

@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from primus.backends.megatron_bridge import CONFIG_SECTIONS
+from primus.backends.megatron_bridge import CONFIG_SECTIONS, tracking
 from primus.backends.megatron_bridge.config_tree import Provenance, apply_section, set_path
 from primus.backends.megatron_bridge.data import parse_data_path
 from primus.backends.megatron_bridge.derived_values import PRIMUS_MODEL_KEYS, DerivedValues
@@ -276,6 +276,7 @@ class MegatronBridgeArgBuilder:
                 derived_source("run_dir"),
                 provenance,
             )
+        tracking.fill_defaults(container, user, provenance, run_dir)
         if not self._user_set("checkpoint.load"):
             load = container.checkpoint.save if user.get("resume", False) else None
             set_path(

@@ -64,6 +64,7 @@ class MegatronBridgePretrainTrainer(BaseTrainer):
             logger.info("the resolved config:\n%s", self.built.view().to_yaml())
 
     def init(self) -> None:
+        from primus.backends.megatron_bridge import CONFIG_SECTIONS, tracking
         from primus.backends.megatron_bridge.metrics import MetricsRecorder
         from primus.backends.megatron_bridge.stop_signals import GracefulStop
 
@@ -71,6 +72,10 @@ class MegatronBridgePretrainTrainer(BaseTrainer):
         c = self.container
         self.metrics = MetricsRecorder(self.run_dir, c.train.global_batch_size * c.dataset.seq_length)
         self.signals = GracefulStop(c.train.exit_signal)
+        self.tracking = []
+        if tracking.enabled(c):  # W&B / MLflow: Bridge logs; Primus adds the config's sources
+            tracking.prepare_environment(c)
+            self.tracking = [tracking.make_callback(self.built.view(), CONFIG_SECTIONS)]
         self._log_plan()
 
     def _log_plan(self) -> None:
@@ -108,7 +113,9 @@ class MegatronBridgePretrainTrainer(BaseTrainer):
                 self.run_dir / "megatron.log", show=self.ctx.verbose or not self.ctx.dist.is_main
             ):
                 self.entry_point()(
-                    c, forward_step, callbacks=[self.metrics, self.signals, progress, *self.extra_callbacks()]
+                    c,
+                    forward_step,
+                    callbacks=[self.metrics, self.signals, progress, *self.tracking, *self.extra_callbacks()],
                 )
         except (RuntimeError, ValueError, AssertionError) as exc:
             translated = user_error(exc)

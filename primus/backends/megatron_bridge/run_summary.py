@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from primus.backends.megatron_bridge import tracking
 from primus.backends.megatron_bridge.resume import latest_checkpoint
 
 
@@ -243,6 +244,9 @@ def summary_block(
         ("checkpoints", _checkpoint_line(container)),
         ("patches", f"{len(patches)} applied: {', '.join(p.split('.', 1)[-1] for p in patches) or 'none'}"),
     ]
+    tracked = tracking.describe(container)
+    if tracked:
+        rows.append(("tracking", tracked))
     if run_dir is not None:
         rows.append(
             ("run dir", f"{run_dir} (config.yaml: every value with its source; primus.log: the full log)")
