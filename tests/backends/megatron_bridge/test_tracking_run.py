@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.backends.megatron_bridge.conftest import TINY
-from tests.conftest import run_cli
+from tests.conftest import REPO, run_cli
 
 pytestmark = [pytest.mark.megatron, pytest.mark.slow]
 
 PROJECT = "primus-ci"
+TINY = REPO / "primus" / "configs" / "tiny_llama.yaml"
 
 
 def wandb_records(run_dir: Path) -> tuple[dict, dict[int, dict], dict]:
