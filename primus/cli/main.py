@@ -27,6 +27,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "plot a run's loss, learning rate and throughput (report.png + report.txt)",
     ),
     "convert": ("primus.cli.convert_cmd", "HF <-> Megatron checkpoints: convert import|export|verify|list"),
+    "generate": (
+        "primus.cli.generate_cmd",
+        "continue prompts with a checkpoint or HF model (Megatron-Core's inference engine)",
+    ),
     "bench": (
         "primus.cli.bench_cmd",
         "benchmark training throughput: Primus vs Megatron-Bridge vs plain PyTorch",

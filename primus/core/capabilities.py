@@ -108,10 +108,10 @@ class Inference(Protocol):
     def open_model(
         self,
         *,
-        ckpt: str | None,
-        hf: str | None,
-        tokenizer: str | None,
-        device: str,
-        fp32: bool,
-        trust_remote_code: bool,
+        ckpt: str | None = None,
+        hf: str | None = None,
+        tokenizer: str | None = None,
+        device: str = "auto",
+        fp32: bool = False,
+        trust_remote_code: bool = False,
     ) -> AbstractContextManager[InferenceModel]: ...

@@ -25,6 +25,7 @@ def test_help_lists_subcommands(cli):
         ["patches", "list", "--help"],
         ["backends", "list", "--help"],
         ["config", "--help"],
+        ["generate", "--help"],
     ],
 )
 def test_every_command_has_help(cli, argv):
@@ -94,6 +95,9 @@ def test_config_show_prints_sources(cli, tmp_path):
         (["config", "show", "convert_to_hf=3"], "convert_to_hf (cli): expected bool, got int 3"),
         (["train", "--config", "missing.yaml"], "config file does not exist"),
         (["train", "recpe=llama3_8b", "--dry-run"], "did you mean 'recipe'?"),
+        (["generate", "--hf", "m"], "--prompt: no prompt given; add --prompt"),
+        (["generate", "--hf", "m", "--prompt", "a", "--top-k", "5", "--top-p", ".9"], "--top-k/--top-p"),
+        (["generate", "--ckpt", "nope", "--prompt", "a"], "checkpoint directory nope does not exist"),
     ],
 )
 def test_user_errors_exit_2_with_one_line_and_no_traceback(cli, tmp_path, argv, message):

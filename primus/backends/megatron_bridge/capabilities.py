@@ -80,13 +80,16 @@ class Inference:
     def open_model(
         self,
         *,
-        ckpt: str | None,
-        hf: str | None,
+        ckpt: str | None = None,
+        hf: str | None = None,
         tokenizer: str | None = None,
         device: str = "auto",
         fp32: bool = False,
         trust_remote_code: bool = False,
     ) -> Any:
+        from primus.backends.megatron_bridge.log_noise import quiet_third_party_noise
+
+        quiet_third_party_noise()  # before torch imports tqdm (it reads TQDM_DISABLE once)
         from primus.backends.megatron_bridge.inference_model import open_model
 
         return open_model(

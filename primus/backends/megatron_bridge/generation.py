@@ -28,7 +28,7 @@ def sampling_params(params: GenerationParams, eos_id: int | None) -> Any:
     from megatron.core.inference.sampling_params import SamplingParams
 
     greedy = params.greedy
-    return SamplingParams(
+    sampling = SamplingParams(
         temperature=1.0 if greedy else params.temperature,
         top_k=1 if greedy else params.top_k,
         top_p=0.0 if greedy else params.top_p,
@@ -36,6 +36,9 @@ def sampling_params(params: GenerationParams, eos_id: int | None) -> Any:
         termination_id=eos_id if params.stop_at_eos and eos_id is not None else -1,
         return_log_probs=False,
     )
+    # the static engine stops at the tokenizer's eod unless this attribute says otherwise
+    sampling.no_early_termination = not params.stop_at_eos
+    return sampling
 
 
 def check_length(longest_prompt: int, params: GenerationParams, limit: int) -> int:
@@ -89,25 +92,36 @@ def _run_engine(engine: Any, on_cpu: bool) -> None:
         engine.run_engine()
 
 
-async def _streamed(engine: Any, requests: list[dict], on_text: OnText, on_cpu: bool) -> list[int]:
+class _TextStream:
+    """Text pieces of a growing token list, as ``transformers``' TextStreamer cuts them: a piece
+    is passed on once it no longer ends in half a character (byte-level BPE splits UTF-8)."""
+
+    def __init__(self, tokenizer: Any, on_text: OnText) -> None:
+        self.tokenizer, self.on_text, self.shown = tokenizer, on_text, ""
+
+    def update(self, tokens: list[int], final: bool = False) -> None:
+        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        if (final or not text.endswith("\ufffd")) and text.startswith(self.shown) and text != self.shown:
+            self.on_text(0, text[len(self.shown) :])
+            self.shown = text
+
+
+async def _streamed(engine: Any, requests: list[dict], stream: _TextStream, on_cpu: bool) -> list[int]:
     """Add the requests with streaming on (their streams live on this loop), run the engine in a
-    worker thread and pass each new piece of request 0's text to ``on_text``."""
+    worker thread and pass request 0's new text to ``stream``."""
     ids = [engine.scheduler.add_request(**r, streaming=i == 0) for i, r in enumerate(requests)]
     loop = asyncio.get_running_loop()
     run = loop.run_in_executor(None, _run_engine, engine, on_cpu)
 
     def end_streams_on_error(done: asyncio.Future) -> None:  # a failed engine must not hang us
         if done.exception() is not None:
-            for stream in engine.scheduler.streams.values():
-                stream.finish(done.exception())
+            for each in engine.scheduler.streams.values():
+                each.finish(done.exception())
 
     run.add_done_callback(end_streams_on_error)
-    shown = ""
     async for partial in engine.get_stream_generator(ids[0]):
-        text = partial.generated_text or ""
-        if text.startswith(shown) and len(text) > len(shown):
-            on_text(0, text[len(shown) :])
-            shown = text
+        if partial.generated_tokens is not None:
+            stream.update(list(map(int, partial.generated_tokens)))
     await run
     return ids
 
@@ -132,9 +146,10 @@ def generate(
     ]
     torch.manual_seed(params.seed)
     start = time.perf_counter()
+    stream = _TextStream(model.tokenizer, on_text) if on_text is not None and len(prompts) == 1 else None
     with torch.inference_mode():
-        if on_text is not None and len(prompts) == 1:
-            ids = asyncio.run(_streamed(engine, requests, on_text, model.env.on_cpu))
+        if stream is not None:
+            ids = asyncio.run(_streamed(engine, requests, stream, model.env.on_cpu))
         else:
             ids = [engine.scheduler.add_request(**r) for r in requests]
             engine.run_engine()
@@ -145,6 +160,8 @@ def generate(
         tokens = _strip_eos(list(map(int, done[rid].generated_tokens)), eos_id, params.stop_at_eos)
         text = model.tokenizer.decode(tokens, skip_special_tokens=True)
         completions.append(Completion(list(prompt), tokens, text, seconds))
+        if stream is not None:
+            stream.update(tokens, final=True)  # what the last stream update left unsaid
         if on_text is not None and len(prompts) > 1:
             on_text(i, text)
     return completions

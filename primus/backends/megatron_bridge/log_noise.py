@@ -23,6 +23,8 @@ QUIET_MESSAGES = {
     # Bridge builds HF configs with the old keyword; nothing a user can change
     "transformers.configuration_utils": r"`torch_dtype` is deprecated",
     "transformers.modeling_utils": r"`torch_dtype` is deprecated",
+    # Megatron-Core's notice to its own developers (HybridModel migration); nothing a user changes
+    "megatron.core.models.gpt.gpt_model": r"GPTModel IS DEPRECATED",
 }
 #: (message regex, module regex) of warnings (any category) that only restate the TE/Apex-free
 #: setup or a library's internal deprecations
@@ -40,6 +42,8 @@ QUIET_WARNINGS = (
     (r"Please use DTensor instead and we are deprecating ShardedTensor", r""),  # a FutureWarning
     # Bridge's PEFT sets Megatron's deprecated cuda-graph scope default (nothing a user set)
     (r"full scope is deprecated", r""),
+    # the static engine is the one that runs on a CPU and without TE; its successor needs CUDA
+    (r"The static engine will be deprecated", r"megatron\."),
 )
 
 
