@@ -31,6 +31,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "primus.cli.generate_cmd",
         "continue prompts with a checkpoint or HF model (Megatron-Core's inference engine)",
     ),
+    "eval": (
+        "primus.cli.eval_cmd",
+        "loss / perplexity on held-out data and lm-evaluation-harness tasks of a checkpoint or HF model",
+    ),
     "bench": (
         "primus.cli.bench_cmd",
         "benchmark training throughput: Primus vs Megatron-Bridge vs plain PyTorch",

@@ -8,6 +8,7 @@ without a capability says so in one line.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,8 +103,18 @@ class InferenceModel(Protocol):
         """Continuations of the prompts (token ids); ``on_text(i, piece)`` streams prompt i's text."""
 
 
+@dataclass(frozen=True)
+class LossSequence:
+    """Tokens to score: ``inputs[i]`` predicts ``labels[i]``, which counts where ``mask[i]`` is 1."""
+
+    inputs: list[int]
+    labels: list[int]
+    mask: list[int]
+
+
 class Inference(Protocol):
-    """Load a checkpoint or HF directory for inference (a context manager of InferenceModel)."""
+    """Load a checkpoint or HF directory for inference (a context manager of InferenceModel), and
+    read held-out data the way training reads it (``primus eval``)."""
 
     def open_model(
         self,
@@ -115,3 +126,20 @@ class Inference(Protocol):
         fp32: bool = False,
         trust_remote_code: bool = False,
     ) -> AbstractContextManager[InferenceModel]: ...
+
+    def sft_sequences(
+        self,
+        model: InferenceModel,
+        records: list[str],
+        *,
+        chat: bool,
+        loss_mode: str,
+        chat_template: str | None,
+        seq_len: int,
+    ) -> list[LossSequence]:
+        """Fine-tuning records (normalised JSON lines) tokenized and masked as fine-tuning trains on them."""
+        ...
+
+    def indexed_documents(self, prefix: str) -> Iterator[Sequence[int]]:
+        """The documents of an indexed dataset ``PREFIX.bin/.idx``, in order."""
+        ...

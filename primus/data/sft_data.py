@@ -17,7 +17,7 @@ import os
 import random
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -248,6 +248,21 @@ def inspect_sft_data(data_path: str | list[str], *, source: str | None) -> SFTDa
             add(ONE_RECORD, hint=ONE_RECORD_HINT)
     problems.raise_if_any(PrimusUserError)
     return SFTData(cast(Format, fmt), tuple(training), tuple(validation), n_train, n_val)
+
+
+def read_records(files: Sequence[Path], *, key: str = KEY, source: str | None = None) -> tuple[Format, list[str]]:
+    """Every record of ``files``, in order, as the normalised JSON line Bridge reads (``primus eval``).
+
+    Checked as :func:`inspect_sft_data` checks them: one :class:`PrimusUserError` naming ``key``
+    lists every bad record as ``FILE:LINE``, records of two formats, or files without records.
+    """
+    problems = ProblemCollector()
+    fmt, lines, counts = _read(list(files), problems, source, keep=True)
+    if not problems and not sum(counts):
+        problems.add(f"no records in {', '.join(map(str, files))}", hint=FORMATS_HINT)
+    if problems:
+        raise PrimusUserError([replace(p, key=key) for p in problems.problems])
+    return cast(Format, fmt), [line for per_file in lines for line in per_file]
 
 
 def chat_template_problem(tokenizer_dir: str, chat_template_path: str | None) -> str | None:

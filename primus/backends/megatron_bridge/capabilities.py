@@ -100,3 +100,24 @@ class Inference:
             fp32=fp32,
             trust_remote_code=trust_remote_code,
         )
+
+    def sft_sequences(
+        self,
+        model: Any,
+        records: list[str],
+        *,
+        chat: bool,
+        loss_mode: str,
+        chat_template: str | None,
+        seq_len: int,
+    ) -> list[Any]:
+        from primus.backends.megatron_bridge.eval_data import sft_sequences
+
+        return sft_sequences(
+            model, records, chat=chat, loss_mode=loss_mode, chat_template=chat_template, seq_len=seq_len
+        )
+
+    def indexed_documents(self, prefix: str) -> Any:
+        from primus.backends.megatron_bridge.eval_data import indexed_documents
+
+        return indexed_documents(prefix)

@@ -68,6 +68,26 @@ def base_config(workload: str) -> Any:
     return getattr(common, BASE_CONFIGS[workload])()
 
 
+def sft_preprocessing(chat: bool, loss: str) -> Any:
+    """Bridge's preprocessing of the records (the tokens and the loss mask), for ``sft_loss`` ``loss``.
+
+    ``primus eval`` reads held-out records with the same one."""
+    from megatron.bridge.data.builders import (
+        ChatSFTPreprocessingConfig,
+        PromptCompletionSFTPreprocessingConfig,
+    )
+
+    if chat:
+        return ChatSFTPreprocessingConfig(loss_mode=loss)
+    # Bridge recipes' layout: the completion follows the prompt after one space
+    return PromptCompletionSFTPreprocessingConfig(
+        prompt_column="prompt",
+        completion_column="completion",
+        separator=" ",
+        loss_mode="full" if loss == "full" else "completion",
+    )
+
+
 class FinetuneSetup:
     """Sets the dataset, adapters and starting weights of one fine-tuning build."""
 
@@ -247,23 +267,10 @@ class FinetuneSetup:
         )
 
     def _set_dataset(self, container: Any, provenance: Provenance, chat: bool) -> None:
-        from megatron.bridge.data.builders import (
-            ChatSFTPreprocessingConfig,
-            GPTSFTDatasetConfig,
-            PromptCompletionSFTPreprocessingConfig,
-        )
+        from megatron.bridge.data.builders import GPTSFTDatasetConfig
         from megatron.bridge.data.packing import PackedSequenceSpecs
 
-        loss = self.user.get("sft_loss")
-        if chat:
-            preprocessing = ChatSFTPreprocessingConfig(loss_mode=loss)
-        else:  # Bridge recipes' layout: the completion follows the prompt after one space
-            preprocessing = PromptCompletionSFTPreprocessingConfig(
-                prompt_column="prompt",
-                completion_column="completion",
-                separator=" ",
-                loss_mode="full" if loss == "full" else "completion",
-            )
+        preprocessing = sft_preprocessing(chat, self.user.get("sft_loss"))
         old = container.dataset
         kept = {k: getattr(old, k) for k in KEPT_DATASET_FIELDS if hasattr(old, k)}
         packed = self._packing(old)
