@@ -2,7 +2,8 @@
 # Create/refresh the project's virtual environment (.venv, CPython 3.12) with the pinned stack:
 #   1. torch==2.11.0 (PyPI's default build: a CUDA build that also runs on CPU-only machines)
 #   2. requirements/lock.txt + requirements/dev.txt + requirements/tracking.txt (the optional W&B /
-#      MLflow extra: the tests exercise it)
+#      MLflow extra) + requirements/eval.txt (the optional lm-evaluation-harness extra): the tests
+#      exercise both
 #   3. requirements/megatron.txt with --no-deps (Megatron-Bridge's own dependencies don't resolve)
 #   4. the project itself, editable, --no-deps
 # Idempotent: a stamp in .venv holds a hash of the requirement files, pyproject.toml and this script;
@@ -17,8 +18,8 @@ cd "$ROOT"
 VENV="${PRIMUS_VENV:-$ROOT/.venv}"
 STAMP="$VENV/.primus-setup.stamp"
 TORCH_VERSION="2.11.0"
-INPUTS=(requirements/lock.txt requirements/dev.txt requirements/tracking.txt requirements/megatron.txt pyproject.toml
-    scripts/setup_venv.sh)
+INPUTS=(requirements/lock.txt requirements/dev.txt requirements/tracking.txt requirements/eval.txt
+    requirements/megatron.txt pyproject.toml scripts/setup_venv.sh)
 START=$SECONDS
 
 log() { printf '[setup_venv] %s\n' "$*"; }
@@ -80,8 +81,8 @@ pip_install() { "$VENV/bin/python" -m pip --disable-pip-version-check -q install
 log "[1/4] torch==$TORCH_VERSION ($((SECONDS - START))s)"
 pip_install "torch==$TORCH_VERSION" -c requirements/lock.txt
 
-log "[2/4] requirements/lock.txt + dev.txt + tracking.txt ($((SECONDS - START))s)"
-pip_install -r requirements/lock.txt -r requirements/dev.txt -r requirements/tracking.txt
+log "[2/4] requirements/lock.txt + dev.txt + tracking.txt + eval.txt ($((SECONDS - START))s)"
+pip_install -r requirements/lock.txt -r requirements/dev.txt -r requirements/tracking.txt -r requirements/eval.txt
 
 log "[3/4] requirements/megatron.txt (--no-deps) ($((SECONDS - START))s)"
 pip_install --no-deps -r requirements/megatron.txt

@@ -6,13 +6,17 @@ No Megatron here: a refusal comes before the backend is asked for the model.
 from __future__ import annotations
 
 import json
+import re
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
+from primus.cli.eval_cmd import LM_EVAL_VERSION
 from primus.cli.main import main
 from primus.evaluation.loss import windows
-from tests.conftest import run_cli
+from tests.conftest import REPO, run_cli
 
 TASKS = Path(__file__).resolve().parent / "tasks"
 
@@ -81,3 +85,22 @@ def test_windows_share_one_token_and_keep_the_rest():
     # every token but the first is predicted exactly once
     assert sorted(t for _, labels, _ in got for t in labels) == list(range(2, 9))
     assert list(windows([[1]], 4)) == []
+
+
+def test_without_the_harness_tasks_name_the_install(capsys, model_dir, monkeypatch):
+    monkeypatch.setitem(sys.modules, "lm_eval", None)  # as if lm-eval were not installed
+    err = _error(capsys, "--hf", str(model_dir), "--tasks", "tiny_mc")
+    assert "--tasks: lm-evaluation-harness is not installed; install it with: pip install -e '.[eval]'" in err
+
+
+def test_the_eval_extra_is_pinned_the_same_everywhere():
+    extra = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["eval"]
+    lines = (REPO / "requirements" / "eval.txt").read_text().splitlines()
+    pins = [re.sub(r"\s*#.*", "", line) for line in lines if line and not line.startswith("#")]
+    assert extra == pins[:1] == [f"lm-eval=={LM_EVAL_VERSION}"]
+    assert all(re.fullmatch(r"[A-Za-z0-9_.-]+==[0-9][\w.]*", pin) for pin in pins), pins
+    setup = (REPO / "scripts" / "setup_venv.sh").read_text()
+    assert "-r requirements/eval.txt" in setup and "requirements/eval.txt" in setup.split("START=")[0]
+    from importlib.metadata import version
+
+    assert version("lm-eval") == LM_EVAL_VERSION
