@@ -1,4 +1,6 @@
-"""Fine-tuning runs shared by the fine-tuning and export tests (each made once per session).
+"""Runs shared by several test modules, each made once per session: the tiny pretraining run
+(single process, the baseline the resume and multi-node runs are compared with) and the
+fine-tuning runs of the fine-tuning and export tests.
 
 A tiny random HF Llama is first fully fine-tuned (SFT) on 50 made-up facts in chat form, packed,
 so it learns language of that kind and those facts; that model is then the base for a LoRA run on
@@ -14,13 +16,30 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import REPO, run_cli
 from tests.finetune_support import (
     Fact,
     make_facts,
     make_tiny_hf_model,
     write_chat,
 )
+
+TINY = REPO / "primus" / "configs" / "tiny_llama.yaml"
+
+
+def read_losses(run_dir: Path) -> dict[int, float]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return {rec["iteration"]: rec["loss"] for rec in map(json.loads, lines)}
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """One uninterrupted single-process 20-iteration run of tiny_llama.yaml: (run_dir, output)."""
+    run_dir = tmp_path_factory.mktemp("tiny") / "run"
+    out = run_cli("train", "--config", str(TINY), "--run_dir", str(run_dir), cwd=run_dir.parent)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return run_dir, out
+
 
 #: shared by every fine-tuning run here: a CPU minute each
 COMMON = [
@@ -67,11 +86,34 @@ def _train(*args: str) -> tuple[str, str]:
     return out.stdout, out.stderr
 
 
+@dataclass(frozen=True)
+class FinetuneBase:
+    hf: Path  #: a random tiny HF Llama whose BPE tokenizer was trained on both sets of facts
+    sft_facts: list[Fact]
+    lora_facts: list[Fact]
+
+
 @pytest.fixture(scope="session")
-def finetune_runs(tmp_path_factory) -> FinetuneRuns:
-    work = tmp_path_factory.mktemp("finetune")
+def finetune_base(tmp_path_factory) -> FinetuneBase:
+    work = tmp_path_factory.mktemp("finetune_base")
     sft_facts, lora_facts = make_facts(50, seed=99), make_facts(50, seed=7)
-    base = make_tiny_hf_model(work / "base_hf", sft_facts + lora_facts)
+    return FinetuneBase(make_tiny_hf_model(work / "base_hf", sft_facts + lora_facts), sft_facts, lora_facts)
+
+
+@pytest.fixture(scope="session")
+def imported_base(finetune_base, tmp_path_factory):
+    """``primus convert import`` of the base model: (Megatron checkpoint dir, the CompletedProcess).
+    Shared by the import / verify CLI test and the SFT-from-an-imported-checkpoint test."""
+    ckpt = tmp_path_factory.mktemp("imported") / "ckpt"
+    out = run_cli("convert", "import", "--hf", str(finetune_base.hf), "--out", str(ckpt), cwd=ckpt.parent)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return ckpt, out
+
+
+@pytest.fixture(scope="session")
+def finetune_runs(tmp_path_factory, finetune_base) -> FinetuneRuns:
+    work = tmp_path_factory.mktemp("finetune")
+    sft_facts, lora_facts, base = finetune_base.sft_facts, finetune_base.lora_facts, finetune_base.hf
     sft_data = work / "sft_data"
     write_chat(sft_facts, sft_data / "training.jsonl")
     # validation records the model also trains on: their loss must fall well below the start

@@ -1,10 +1,13 @@
-"""LoRA / DoRA fine-tuning checkpoints for ``test_peft_export.py``, made on a CPU in subprocesses.
+"""A DoRA fine-tuning checkpoint for ``test_peft_export.py``, made on a CPU in a subprocess, and
+the export measurement of any LoRA / DoRA checkpoint (the LoRA one is the session's LoRA run).
 
 ``base WORK``: a tiny HF Llama (2 layers, hidden 64, fp32) + a trained BPE tokenizer + prompt /
 completion JSONL. ``finetune WORK lora|dora``: Bridge's ``finetune()`` on that model (the config
 built by Primus's backend, then a LoRA / DoRA and the SFT dataset set on it), 6 iterations,
-checkpoint in ``WORK/<mode>/checkpoints``; then the checkpoint exported with ``export_finetuned``
-to ``WORK/export_<mode>/hf`` and the logits' max differences written to ``WORK/measure_<mode>.json``.
+checkpoint in ``WORK/<mode>/checkpoints``, then measured as below.
+``measure CKPT_DIR HF_DIR OUT_DIR RESULT``: the checkpoint exported with ``export_finetuned`` to
+``OUT_DIR`` and the logits' max differences (merged HF, PEFT adapter and base vs the Megatron
+model with its adapters) written to ``RESULT`` (JSON).
 """
 
 from __future__ import annotations
@@ -135,16 +138,16 @@ def finetune(work: Path, mode: str) -> None:
         dist.destroy_process_group()
 
 
-def measure(work: Path, mode: str) -> None:
+def measure(checkpoints: Path, hf: Path, out: Path, result_path: Path) -> None:
     """Export the checkpoint; max |logit diff| of merged HF, PEFT adapter and base vs Megatron."""
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     from primus.backends.megatron_bridge import peft_export
     from primus.backends.megatron_bridge.hf_conversion import megatron_session
 
-    hf = work / "hf"
-    ids = torch.randint(0, 320, (2, 16), generator=torch.Generator().manual_seed(1))
+    vocab = AutoConfig.from_pretrained(str(hf)).vocab_size
+    ids = torch.randint(0, vocab, (2, 16), generator=torch.Generator().manual_seed(1))
     positions = torch.arange(16).unsqueeze(0).expand(2, 16)
     causal = torch.triu(torch.ones(1, 1, 16, 16, dtype=torch.bool), 1)
 
@@ -160,8 +163,7 @@ def measure(work: Path, mode: str) -> None:
     def max_diff(a, b) -> float:
         return float((a - b).abs().max())
 
-    ckpt = peft_export.resolve_checkpoint(work / mode / "checkpoints")
-    out = work / f"export_{mode}" / "hf"
+    ckpt = peft_export.resolve_checkpoint(checkpoints)
     r = peft_export.export_finetuned(ckpt, out, hf_source=None, device="cpu")
     peft = peft_export.build_peft(peft_export.read_run_config(ckpt)["peft"], "run_config.yaml")
     with megatron_session("cpu") as env:  # the Megatron model with its adapters, as trained
@@ -170,7 +172,7 @@ def measure(work: Path, mode: str) -> None:
         model = peft_export.load_finetuned(AutoBridge.from_hf_pretrained(str(hf)), peft, ckpt, env, None)
         with torch.no_grad():
             megatron = model[0].eval()(input_ids=ids, position_ids=positions, attention_mask=causal)
-        megatron = megatron[..., :320].float()
+        megatron = megatron[..., :vocab].float()
     merged = hf_logits(out)
     result = {
         "adapter_dir": str(r.adapter) if r.adapter else None,
@@ -179,13 +181,21 @@ def measure(work: Path, mode: str) -> None:
     }
     if r.adapter:
         result["peft_vs_merged"] = max_diff(hf_logits(hf, r.adapter), merged)
-    (work / f"measure_{mode}.json").write_text(json.dumps(result, indent=1))
+    result_path.write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":
-    command, workdir = sys.argv[1], Path(sys.argv[2])
+    command, args = sys.argv[1], [Path(a) for a in sys.argv[2:]]
     if command == "base":
-        make_base(workdir)
+        make_base(args[0])
+    elif command == "measure":
+        measure(*args)
     else:  # finetune, then export and measure in the same process (one ~10 s import)
-        finetune(workdir, sys.argv[3])
-        measure(workdir, sys.argv[3])
+        workdir, mode = args[0], sys.argv[3]
+        finetune(workdir, mode)
+        measure(
+            workdir / mode / "checkpoints",
+            workdir / "hf",
+            workdir / f"export_{mode}" / "hf",
+            workdir / f"measure_{mode}.json",
+        )

@@ -98,13 +98,13 @@ def test_lora_resumes_from_its_adapter_checkpoint(finetune_runs):
     assert "checkpoint saved: iteration 100" in finetune_runs.lora_first_stderr
 
 
-def test_sft_from_an_imported_megatron_checkpoint_starts_from_its_weights(finetune_runs, tmp_path):
+def test_sft_from_an_imported_megatron_checkpoint_starts_from_its_weights(
+    finetune_runs, imported_base, tmp_path
+):
     from tests.backends.megatron_bridge.conftest import COMMON, SFT_SHAPE
     from tests.conftest import run_cli
 
-    ckpt = tmp_path / "imported"
-    out = run_cli("convert", "import", "--hf", str(finetune_runs.base_hf), "--out", str(ckpt))
-    assert out.returncode == 0, out.stderr[-3000:]
+    ckpt, _ = imported_base  # `primus convert import` of finetune_runs.base_hf
     run_dir = tmp_path / "run"
     out = run_cli(
         "train", "--workload", "sft", "--hf_model_name_or_path", str(finetune_runs.base_hf),

@@ -191,14 +191,15 @@ def tiny_llama(tmp_path_factory) -> Path:
 
 @pytest.mark.megatron
 @pytest.mark.slow
-def test_cli_import_then_verify_fails_beyond_atol(tiny_llama, tmp_path):
-    ckpt = tmp_path / "ckpt"
-    out = _cli("convert", "import", "--hf", str(tiny_llama), "--out", str(ckpt), cwd=tmp_path)
-    assert out.returncode == 0, out.stderr[-3000:]
+def test_cli_import_then_verify_fails_beyond_atol(imported_base, finetune_base, tmp_path):
+    """The import is the session's (``conftest.imported_base``: a tiny Llama with a BPE tokenizer,
+    also the start of an SFT run)."""
+    ckpt, out = imported_base
     assert "imported LlamaForCausalLM" in out.stdout
     assert (ckpt / "iter_0000000" / "run_config.yaml").is_file()
     # fp32 logits differ by ~1e-7: an atol of 0 must fail with exit 1 and the table
-    out = _cli("convert", "verify", "--hf", str(tiny_llama), "--ckpt", str(ckpt), "--atol", "0", cwd=tmp_path)
+    hf = str(finetune_base.hf)
+    out = _cli("convert", "verify", "--hf", hf, "--ckpt", str(ckpt), "--atol", "0", cwd=tmp_path)
     assert out.returncode == 1, out.stderr[-3000:]
     assert "max |diff|" in out.stdout and "100.00%" in out.stdout
     assert "FAIL" in out.stdout

@@ -1,8 +1,9 @@
 """A LoRA / DoRA fine-tuning checkpoint (adapters only) exported to HuggingFace, on a CPU.
 
-One module fixture fine-tunes a tiny HF Llama with Bridge's ``finetune()``, LoRA and DoRA side by
-side in two subprocesses (``peft_finetune_run.py``) that then export their checkpoints and
-measure logits; ``primus convert export`` runs on the LoRA checkpoint in a third.
+The LoRA checkpoint is the session's LoRA run (``conftest.finetune_runs``: chat records, dim 16 /
+alpha 32 on every linear layer, resumed once). A DoRA run of the same Bridge ``finetune()`` on a
+tiny HF Llama trains in a subprocess (``peft_finetune_run.py``) while a second one exports the LoRA
+checkpoint and measures logits; ``primus convert export`` then runs on the LoRA checkpoint.
 """
 
 from __future__ import annotations
@@ -49,15 +50,22 @@ def _finish(proc: subprocess.Popen) -> str:
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory) -> Path:
+def lora(finetune_runs):
+    """(the LoRA run's checkpoint directory, the HF model its adapters were trained on)."""
+    return finetune_runs.lora.run_dir / "checkpoints", finetune_runs.sft.run_dir / "hf"
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory, lora) -> Path:
     work = tmp_path_factory.mktemp("peft")
     run.make_base(work)
     helper = "tests.backends.megatron_bridge.peft_finetune_run"
-    lora, dora = (_start("-m", helper, "finetune", str(work), mode, cwd=REPO) for mode in ("lora", "dora"))
-    (work / "lora.log").write_text(_finish(lora))
-    ckpt = str(work / "lora" / "checkpoints")
+    ckpt, base = lora
+    dora = _start("-m", helper, "finetune", str(work), "dora", cwd=REPO)
+    measure = [str(ckpt), str(base), str(work / "export_lora" / "hf"), str(work / "measure_lora.json")]
+    (work / "lora.log").write_text(_finish(_start("-m", helper, "measure", *measure, cwd=REPO)))
     cli = _start(
-        "-m", "primus", "convert", "export", "--ckpt", ckpt, "--out", str(work / "cli" / "hf"), cwd=work
+        "-m", "primus", "convert", "export", "--ckpt", str(ckpt), "--out", str(work / "cli" / "hf"), cwd=work
     )
     (work / "dora.log").write_text(_finish(dora))
     (work / "cli.log").write_text(_finish(cli))
@@ -86,13 +94,13 @@ def test_lora_adapter_dir_holds_the_trained_targets(measured, work):
     assert adapter == work / "export_lora" / "hf_adapter"  # sibling of the merged model's dir
     config = json.loads((adapter / "adapter_config.json").read_text())
     assert config["peft_type"] == "LORA" and not config["use_dora"]
-    assert (config["r"], config["lora_alpha"]) == (run.DIM, run.ALPHA)
+    assert (config["r"], config["lora_alpha"]) == (16, 32)  # the LoRA run's peft.dim / peft.alpha
     assert set(config["target_modules"]) == HF_LORA_TARGETS
     tensors = load_file(str(adapter / "adapter_model.safetensors"))
     for layer in range(2):
         for module in ("self_attn.q_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.down_proj"):
             b = tensors[f"base_model.model.model.layers.{layer}.{module}.lora_B.weight"]
-            assert b.shape[1] == run.DIM and b.abs().max() > 0  # trained away from its zero init
+            assert b.shape[1] == 16 and b.abs().max() > 0  # trained away from its zero init
 
 
 def test_dora_exports_the_exact_merged_model_and_no_adapter(measured, work):
@@ -111,11 +119,13 @@ def test_cli_export_writes_the_model_and_the_adapter(work):
     assert (work / "cli" / "hf_adapter" / "adapter_model.safetensors").is_file()
 
 
-def test_cli_export_without_the_base_model_says_pass_hf_source(work, tmp_path):
-    ckpt = tmp_path / "iter_0000006"
-    shutil.copytree(work / "lora" / "checkpoints" / "iter_0000006", ckpt)
+def test_cli_export_without_the_base_model_says_pass_hf_source(lora, tmp_path):
+    checkpoints, base = lora
+    ckpt = tmp_path / "iter_0000200"
+    shutil.copytree(checkpoints / "iter_0000200", ckpt)
     config = ckpt / "run_config.yaml"
-    config.write_text(config.read_text().replace(str(work / "hf"), str(tmp_path / "gone")))
+    assert str(base) in config.read_text()
+    config.write_text(config.read_text().replace(str(base), str(tmp_path / "gone")))
     out = subprocess.run(
         [
             sys.executable,

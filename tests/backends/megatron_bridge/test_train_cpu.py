@@ -10,31 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.backends.megatron_bridge.conftest import TINY, read_losses
 from tests.conftest import REPO
 
 pytestmark = [pytest.mark.megatron, pytest.mark.slow]
-TINY = REPO / "primus" / "configs" / "tiny_llama.yaml"
 
 
-def read_metrics(run_dir: Path) -> dict[int, float]:
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return {rec["iteration"]: rec["loss"] for rec in map(json.loads, lines)}
-
-
-@pytest.fixture(scope="module")
-def full_run(tmp_path_factory):
-    """One uninterrupted 20-iteration run shared by the tests below."""
-    from tests.conftest import run_cli
-
-    run_dir = tmp_path_factory.mktemp("full") / "run"
-    out = run_cli("train", "--config", str(TINY), "--run_dir", str(run_dir), cwd=run_dir.parent)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return run_dir, out
-
-
-def test_tiny_llama_trains_and_loss_falls(full_run):
-    run_dir, out = full_run
-    losses = read_metrics(run_dir)
+def test_tiny_llama_trains_and_loss_falls(tiny_run):
+    run_dir, out = tiny_run
+    losses = read_losses(run_dir)
     assert sorted(losses) == list(range(1, 21))
     assert losses[20] < 0.75 * losses[1], losses
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -62,10 +46,10 @@ def test_tiny_llama_trains_and_loss_falls(full_run):
     assert "summary:" in out.stderr and "run directory" in out.stderr
 
 
-def test_resume_continues_with_the_same_losses(full_run, tmp_path):
+def test_resume_continues_with_the_same_losses(tiny_run, tmp_path):
     from tests.conftest import run_cli
 
-    full_dir, _ = full_run
+    full_dir, _ = tiny_run
     run_dir = tmp_path / "resumed"
     first = run_cli(
         "train", "--config", str(TINY), "--run_dir", str(run_dir), "train.exit_interval=10", cwd=tmp_path
@@ -76,42 +60,9 @@ def test_resume_continues_with_the_same_losses(full_run, tmp_path):
     assert second.returncode == 0, second.stderr[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["start_iteration"] == 10 and summary["last_iteration"] == 20
-    resumed, uninterrupted = read_metrics(run_dir), read_metrics(full_dir)
+    resumed, uninterrupted = read_losses(run_dir), read_losses(full_dir)
     for it in range(11, 21):
         assert resumed[it] == pytest.approx(uninterrupted[it], rel=1e-5, abs=1e-6), it
-
-
-def test_torchrun_two_processes_data_parallel(tmp_path):
-    run_dir = tmp_path / "dp2"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            "-m",
-            "primus.cli.train",
-            "--config",
-            str(TINY),
-            "--run_dir",
-            str(run_dir),
-            "train.train_iters=6",
-            "checkpoint.save_interval=6",
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["data_parallel_size"] == 2
-    losses = read_metrics(run_dir)
-    assert sorted(losses) == list(range(1, 7)) and losses[6] < losses[1]
 
 
 def test_dry_run_writes_nothing_and_shows_sources(tmp_path):
@@ -174,7 +125,7 @@ def test_resume_with_megatrons_distributed_optimizer_repeats_the_uninterrupted_l
     assert "use_distributed_optimizer: True" in (tmp_path / "full" / "megatron.log").read_text()
     _finish(_train_with_distributed_optimizer(run_dir, "--resume"))
     assert "patch megatron_bridge.distopt_te_free_checkpoint applied" in (run_dir / "primus.log").read_text()
-    resumed, uninterrupted = read_metrics(run_dir), read_metrics(tmp_path / "full")
+    resumed, uninterrupted = read_losses(run_dir), read_losses(tmp_path / "full")
     assert sorted(resumed) == list(range(1, 9))
     for it in range(5, 9):
         assert resumed[it] == pytest.approx(uninterrupted[it], rel=1e-5, abs=1e-6), it
