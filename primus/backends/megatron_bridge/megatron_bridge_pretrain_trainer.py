@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import shutil
 import signal
 from collections.abc import Iterator
@@ -26,16 +27,18 @@ TRANSLATED = DropTranslatedTracebacks()
 
 
 @contextlib.contextmanager
-def megatron_output(path: Path, *, show: bool) -> Iterator[None]:
+def megatron_output(path: Path | None, *, show: bool) -> Iterator[None]:
     """Megatron's own prints (config dump, per-iteration report, timers) go to ``path``.
 
     The console keeps Primus's progress line and every library's warnings; ``--verbose``
-    (``show``) leaves Megatron's output on the console as well.
+    (``show``) leaves Megatron's output on the console as well. ``path`` None (a rank other
+    than 0): dropped, so a job of many ranks logs from global rank 0 only (errors and
+    tracebacks go to stderr, which stays).
     """
     if show:
         yield
         return
-    with open(path, "a", encoding="utf-8") as sink, contextlib.redirect_stdout(sink):
+    with open(path or os.devnull, "a", encoding="utf-8") as sink, contextlib.redirect_stdout(sink):
         yield
 
 
@@ -109,9 +112,8 @@ class MegatronBridgePretrainTrainer(BaseTrainer):
         bridge_log.addFilter(TRANSLATED)
         try:
             self.signals.install()
-            with megatron_output(
-                self.run_dir / "megatron.log", show=self.ctx.verbose or not self.ctx.dist.is_main
-            ):
+            log = self.run_dir / "megatron.log" if self.ctx.dist.is_main else None
+            with megatron_output(log, show=self.ctx.verbose):
                 self.entry_point()(
                     c,
                     forward_step,
