@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument(
         "--ckpt", metavar="RUN_OR_CKPT_DIR", help="a run directory, checkpoint root or iter_* directory"
     )
-    model.add_argument("--hf", metavar="DIR", help="a HuggingFace model directory")
+    model.add_argument("--hf", metavar="DIR_OR_ID", help="a HuggingFace model directory (or cached hub id)")
     model.add_argument(
         "--tokenizer", metavar="DIR", help="HF tokenizer (default: the one the model was trained with)"
     )
@@ -108,9 +108,10 @@ def _check(args: argparse.Namespace) -> tuple[Any, Any]:
         raise PrimusUserError(
             "name one model", key="--ckpt/--hf", hint="pass --ckpt RUN_OR_CKPT_DIR or --hf DIR"
         )
-    for flag, value in (("--ckpt", args.ckpt), ("--hf", args.hf), ("--tokenizer", args.tokenizer)):
-        if value is not None and not Path(value).expanduser().is_dir():
-            raise PrimusUserError(f"{value} is not a directory", key=flag)
+    if args.ckpt is not None and not Path(args.ckpt).expanduser().is_dir():  # --hf may be a cached hub id
+        raise PrimusUserError(
+            f"{args.ckpt} is not a directory", key="--ckpt", hint="give a run or checkpoint directory"
+        )
     if args.data is None and args.tasks is None:
         raise PrimusUserError(
             "nothing to evaluate", key="--data/--tasks", hint="pass --data PATH and/or --tasks NAME[,NAME]"

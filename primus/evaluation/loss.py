@@ -82,6 +82,13 @@ def sequence_nll(model: InferenceModel, batch: list[LossSequence]) -> list[tuple
         inputs[row, :n] = torch.tensor(seq.inputs)
         labels[row, :n] = torch.tensor(seq.labels)
         mask[row, :n] = torch.tensor(seq.mask, dtype=torch.float64)
+    highest = int(max(inputs.max(), labels.max()))
+    if highest >= model.vocab_size:
+        raise PrimusUserError(
+            f"token id {highest} is outside the model's vocabulary ({model.vocab_size} tokens)",
+            key="--data",
+            hint="tokenize the data with the model's tokenizer (primus data prepare --tokenizer DIR)",
+        )
     logits = model.logits(inputs)
     labels, mask = labels.to(logits.device), mask.to(logits.device)
     nll = torch.nn.functional.cross_entropy(

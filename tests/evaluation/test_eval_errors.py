@@ -15,7 +15,9 @@ import pytest
 
 from primus.cli.eval_cmd import LM_EVAL_VERSION
 from primus.cli.main import main
-from primus.evaluation.loss import windows
+from primus.core.capabilities import LossSequence
+from primus.core.errors import PrimusUserError
+from primus.evaluation.loss import evaluate_loss, windows
 from tests.conftest import REPO, run_cli
 
 TASKS = Path(__file__).resolve().parent / "tasks"
@@ -69,9 +71,26 @@ def test_unknown_task_lists_the_closest(capsys, model_dir):
 def test_model_and_work_are_required(capsys, model_dir):
     assert "--ckpt/--hf: name one model" in _error(capsys, "--tasks", "tiny_mc")
     assert "--data/--tasks: nothing to evaluate" in _error(capsys, "--hf", str(model_dir))
+    assert "--ckpt: /nonexistent/run is not a directory" in _error(
+        capsys, "--ckpt", "/nonexistent/run", "--tasks", "x"
+    )
     assert "--batch-size: must be at least 1, got 0" in _error(
         capsys, "--hf", str(model_dir), "--tasks", "tiny_mc", "--batch-size", "0"
     )
+
+
+def test_help_shows_examples_and_what_the_numbers_mean():
+    out = run_cli("eval", "--help")
+    assert out.returncode == 0, out.stderr
+    for text in (
+        "--ckpt RUN_OR_CKPT_DIR",
+        "--tasks NAME[,NAME]",
+        "--include-path DIR",
+        "examples:",
+        "perplexity = exp(loss)",
+    ):
+        assert text in out.stdout, text
+    assert "lm_eval" not in out.stderr and "megatron" not in out.stderr
 
 
 def test_windows_share_one_token_and_keep_the_rest():
@@ -104,3 +123,33 @@ def test_the_eval_extra_is_pinned_the_same_everywhere():
     from importlib.metadata import version
 
     assert version("lm-eval") == LM_EVAL_VERSION
+
+
+class _Favours6:
+    """A stand-in model: every position puts logit 5 on token 6 and 0 on the 7 others."""
+
+    vocab_size = 8
+
+    def logits(self, tokens):
+        import torch
+
+        out = torch.zeros(*tokens.shape, self.vocab_size)
+        out[..., 6] = 5.0
+        return out
+
+
+def test_loss_is_token_weighted_over_the_mask():
+    import math
+
+    seqs = [LossSequence([1, 2, 3], [2, 3, 4], [0, 1, 1]), LossSequence([5], [6], [1])]
+    result = evaluate_loss(_Favours6(), seqs, batch_size=2)
+    norm = math.log(math.exp(5) + 7)
+    expected = (2 * norm + (norm - 5)) / 3  # two missed tokens and one hit, each weighing the same
+    assert result.tokens == 3 and result.sequences == 2
+    assert abs(result.loss - expected) < 1e-6 and result.perplexity == pytest.approx(
+        math.exp(expected), rel=1e-5
+    )
+    with pytest.raises(PrimusUserError, match="token id 9 is outside the model's vocabulary"):
+        evaluate_loss(_Favours6(), [LossSequence([1], [9], [1])])
+    with pytest.raises(PrimusUserError, match="no token to score"):
+        evaluate_loss(_Favours6(), [LossSequence([1], [2], [0])])
