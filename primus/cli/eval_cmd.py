@@ -130,9 +130,10 @@ def _check(args: argparse.Namespace) -> tuple[Any, Any]:
     if args.tasks is not None:
         if importlib.util.find_spec("lm_eval") is None:
             raise PrimusUserError("lm-evaluation-harness is not installed", key="--tasks", hint=INSTALL_HINT)
-        from primus.evaluation.harness import resolve_tasks
+        from primus.evaluation.harness import load_tasks, resolve_tasks
 
-        tasks = resolve_tasks(args.tasks, args.include_path)
+        manager, names = resolve_tasks(args.tasks, args.include_path)
+        tasks = manager, load_tasks(manager, names)
     return held_out, tasks
 
 

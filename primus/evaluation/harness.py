@@ -89,6 +89,32 @@ def resolve_tasks(names: str | list[str], include_path: str | None = None) -> tu
     return manager, wanted
 
 
+def load_tasks(task_manager: Any, names: list[str]) -> list[Any]:
+    """The harness's task (or group) objects of ``names``, their data loaded: a task whose data
+    cannot be read (no network for a hub dataset, a missing local file) is refused here, before
+    the model loads, in one line."""
+    loaded: list[Any] = []
+    for name in names:
+        try:
+            found = task_manager.load(name)
+        except OSError as exc:  # ConnectionError, FileNotFoundError, the hub's offline errors
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise PrimusUserError(
+                f"task {name!r}: its data cannot be loaded ({reason})",
+                key=KEY,
+                hint="the harness reads a library task's data from the HF hub (cached in "
+                "~/.cache/huggingface after one run with network); a local task reads local files "
+                "(--include-path)",
+            ) from None
+        if name in found["groups"]:
+            loaded.append(found["groups"][name])
+        elif name in found["tasks"]:
+            loaded.append(found["tasks"][name])
+        else:  # a tag: its tasks
+            loaded.extend(found["tasks"].values())
+    return loaded
+
+
 @register_model("primus")
 class PrimusLM(TemplateLM):
     """The harness's model interface over a Primus ``InferenceModel`` (built in-process by
@@ -257,7 +283,7 @@ class PrimusLM(TemplateLM):
 def run_tasks(
     model: InferenceModel,
     task_manager: Any,
-    tasks: list[str],
+    tasks: list[Any],
     *,
     batch_size: int = 8,
     limit: int | None = None,
@@ -266,7 +292,8 @@ def run_tasks(
     log_samples: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """``lm_eval.simple_evaluate`` of ``tasks`` on ``model``: the harness's results dictionary."""
+    """``lm_eval.simple_evaluate`` of ``tasks`` (names, or :func:`load_tasks`' objects) on ``model``:
+    the harness's results dictionary."""
     from unittest import mock
 
     import lm_eval

@@ -68,6 +68,19 @@ def test_unknown_task_lists_the_closest(capsys, model_dir):
     assert "'tiny_mq': did you mean tiny_mc" in err, err
 
 
+def test_a_task_without_its_data_is_refused_before_the_model(capsys, model_dir, tmp_path):
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    yaml = (TASKS / "tiny_mc.yaml").read_text().replace("tiny_mc", "gone_mc")
+    yaml = yaml.replace(
+        "custom_dataset: !function tiny_tasks.gone_mc",
+        "dataset_path: json\ndataset_kwargs:\n  data_files:\n    test: " + str(tmp_path / "gone.jsonl"),
+    )
+    (tasks / "gone_mc.yaml").write_text(yaml)
+    err = _error(capsys, "--hf", str(model_dir), "--tasks", "gone_mc", "--include-path", str(tasks))
+    assert "--tasks: task 'gone_mc': its data cannot be loaded (" in err and "--include-path" in err, err
+
+
 def test_model_and_work_are_required(capsys, model_dir):
     assert "--ckpt/--hf: name one model" in _error(capsys, "--tasks", "tiny_mc")
     assert "--data/--tasks: nothing to evaluate" in _error(capsys, "--hf", str(model_dir))
