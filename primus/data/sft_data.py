@@ -250,7 +250,9 @@ def inspect_sft_data(data_path: str | list[str], *, source: str | None) -> SFTDa
     return SFTData(cast(Format, fmt), tuple(training), tuple(validation), n_train, n_val)
 
 
-def read_records(files: Sequence[Path], *, key: str = KEY, source: str | None = None) -> tuple[Format, list[str]]:
+def read_records(
+    files: Sequence[Path], *, key: str = KEY, source: str | None = None
+) -> tuple[Format, list[str]]:
     """Every record of ``files``, in order, as the normalised JSON line Bridge reads (``primus eval``).
 
     Checked as :func:`inspect_sft_data` checks them: one :class:`PrimusUserError` naming ``key``
