@@ -121,8 +121,10 @@ def tokenize(tokenizer, kind: str, value: object) -> list[int]:
             hint="drop --chat, or use a tokenizer with one",
         )
     turns = value if kind == "messages" else [{"role": "user", "content": value}]
-    ids = tokenizer.apply_chat_template(turns, add_generation_prompt=True, tokenize=True)
-    return list(ids["input_ids"] if isinstance(ids, dict) else ids)
+    rendered = tokenizer.apply_chat_template(
+        turns, add_generation_prompt=True, tokenize=True, return_dict=True
+    )
+    return list(rendered["input_ids"])
 
 
 def run(args: argparse.Namespace) -> int:

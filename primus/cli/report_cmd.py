@@ -25,10 +25,10 @@ def report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from primus.report.plot import draw
-    from primus.report.run_report import load_run, summary_text
+    from primus.report.run_report import load_run, samples_text, summary_text
 
     metrics = load_run(args.run_dir)
-    text = summary_text(metrics)
+    text = "\n".join(part for part in (summary_text(metrics), samples_text(metrics.run_dir)) if part)
     picture = Path(args.out) if args.out else metrics.run_dir / "report.png"
     draw(metrics, picture)
     (metrics.run_dir / "report.txt").write_text(text + "\n")

@@ -251,3 +251,26 @@ def summary_text(metrics: RunMetrics) -> str:
         lines.append(f"train time   {seconds:.1f} s ({how})")
     lines.append(f"sources      {', '.join(metrics.sources)}")
     return "\n".join(lines)
+
+
+def samples_text(run_dir: Path, *, last: int = 2) -> str:
+    """The generations of the last ``last`` sampled iterations (``logger.sample_prompts``), or ''."""
+    path = Path(run_dir) / "samples.jsonl"
+    if not path.is_file():
+        return ""
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:  # a run killed mid-write
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    iterations = sorted({r["iteration"] for r in rows if "iteration" in r})[-last:]
+    lines = ["samples      greedy continuations during training (all of them: samples.jsonl)"]
+    for iteration in iterations:
+        lines.append(f"  iteration {iteration}")
+        for r in rows:
+            if r.get("iteration") == iteration:
+                lines.append(f"    {r.get('prompt', '')!r} -> {r.get('completion', '')!r}")
+    return "\n".join(lines)

@@ -19,6 +19,7 @@ from primus.backends.megatron_bridge.config_tree import Provenance, apply_sectio
 from primus.backends.megatron_bridge.data import parse_data_path
 from primus.backends.megatron_bridge.derived_values import PRIMUS_MODEL_KEYS, DerivedValues
 from primus.backends.megatron_bridge.finetune_setup import FinetuneSetup, is_finetune, resolve_workload
+from primus.backends.megatron_bridge.training_samples import SAMPLE_KEYS, sample_settings
 from primus.core.config.resolved import CLI, DEFAULT, ResolvedConfig, derived_source, recipe_source
 from primus.core.environment import EnvFacts
 from primus.core.errors import ProblemCollector
@@ -69,6 +70,8 @@ class BuiltConfig:
     workload: str = "pretrain"
     #: fine-tuning: the user's records as inspected (``primus.data.sft_data.SFTData``)
     sft_data: Any = None
+    #: ``logger.sample_*``: generations during training (``training_samples.SampleSettings``)
+    samples: Any = None
 
     def view(self) -> ResolvedConfig:
         """Primus keys + every ConfigContainer section, each leaf with its source."""
@@ -126,9 +129,10 @@ class MegatronBridgeArgBuilder:
         if finetune_setup:
             finetune_setup.finish(container, provenance)
         self._check_hf_export()
+        samples = self._check_samples(container)
         self.problems.raise_if_any()
         sft_data = finetune_setup.data if finetune_setup else None
-        return BuiltConfig(container, provenance, recipe, self.user, workload, sft_data)
+        return BuiltConfig(container, provenance, recipe, self.user, workload, sft_data, samples)
 
     # -- layers ---------------------------------------------------------------------------
     def _base(self, recipe: str | None, workload: str) -> tuple[Any, Provenance]:
@@ -223,6 +227,8 @@ class MegatronBridgeArgBuilder:
             source = self.user.source_of(section)
             if section == "model" and isinstance(values, dict):
                 values = {k: v for k, v in values.items() if k not in PRIMUS_MODEL_KEYS}
+            if section == "logger" and isinstance(values, dict):
+                values = {k: v for k, v in values.items() if k not in SAMPLE_KEYS}
             target = getattr(container, section, None)
             if isinstance(values, dict) and target is not None and dataclasses.is_dataclass(target):
                 apply_section(target, values, section, self.user, provenance, self.problems)
@@ -319,6 +325,31 @@ class MegatronBridgeArgBuilder:
         source = derived_source("resume: continue the checkpoint's LR schedule")
         set_path(container, keys[0], False, source, provenance)
         set_path(container, keys[1], True, source, provenance)
+
+    def _check_samples(self, container: Any) -> Any:
+        """``logger.sample_*``: valid values, a HF tokenizer to read prompts with, one model copy."""
+        settings, problems = sample_settings(self.user)
+        self.problems.extend(problems)
+        if settings is None:
+            return None
+        source = self.user.source_of("logger")
+        tok = container.tokenizer
+        if getattr(tok, "tokenizer_type", None) != "HuggingFaceTokenizer" or not tok.tokenizer_model:
+            self.problems.add(
+                "sample generations need a HuggingFace tokenizer to read the prompts",
+                key="logger.sample_prompts",
+                source=source,
+                hint="set tokenizer.tokenizer_type=HuggingFaceTokenizer tokenizer.tokenizer_model=DIR, or drop the prompts",
+            )
+        m = container.model
+        if m.tensor_model_parallel_size * m.pipeline_model_parallel_size > 1:
+            self.problems.add(
+                "sample generations during training need the whole model on one rank (TP = PP = 1)",
+                key="logger.sample_prompts",
+                source=source,
+                hint="generate from the checkpoint afterwards: `primus generate --ckpt RUN_DIR`",
+            )
+        return settings
 
     def _check_hf_export(self) -> None:
         if self.user.get("convert_to_hf", False) and not self.user.get("hf_model_name_or_path", None):

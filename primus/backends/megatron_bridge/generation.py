@@ -147,12 +147,17 @@ def generate(
     torch.manual_seed(params.seed)
     start = time.perf_counter()
     stream = _TextStream(model.tokenizer, on_text) if on_text is not None and len(prompts) == 1 else None
-    with torch.inference_mode():
-        if stream is not None:
-            ids = asyncio.run(_streamed(engine, requests, stream, model.env.on_cpu))
-        else:
-            ids = [engine.scheduler.add_request(**r) for r in requests]
-            engine.run_engine()
+    from megatron.core.inference.utils import InferenceMode
+
+    try:
+        with torch.inference_mode():
+            if stream is not None:
+                ids = asyncio.run(_streamed(engine, requests, stream, model.env.on_cpu))
+            else:
+                ids = [engine.scheduler.add_request(**r) for r in requests]
+                engine.run_engine()
+    finally:  # the engine marks the model as in inference (its forward then asserts in training)
+        InferenceMode.unset_active()
     seconds = time.perf_counter() - start
     done = engine.scheduler.completed_request_pool
     completions = []

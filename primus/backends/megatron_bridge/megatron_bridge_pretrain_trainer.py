@@ -92,6 +92,17 @@ class MegatronBridgePretrainTrainer(BaseTrainer):
         """Bridge callbacks a workload adds to the metrics, signal and progress ones."""
         return []
 
+    def sample_callbacks(self) -> list[Any]:
+        """``logger.sample_prompts``: greedy generations every ``logger.sample_interval`` iterations."""
+        if self.built.samples is None:
+            return []
+        from primus.backends.megatron_bridge.training_samples import make_callback
+
+        tokenizer = self.container.tokenizer.tokenizer_model
+        return [
+            make_callback(self.built.samples, tokenizer, self.run_dir, chat=self.built.workload != "pretrain")
+        ]
+
     def entry_point(self):
         """Bridge's training function for this workload."""
         from megatron.bridge.training.pretrain import pretrain
@@ -117,7 +128,14 @@ class MegatronBridgePretrainTrainer(BaseTrainer):
                 self.entry_point()(
                     c,
                     forward_step,
-                    callbacks=[self.metrics, self.signals, progress, *self.tracking, *self.extra_callbacks()],
+                    callbacks=[
+                        self.metrics,
+                        self.signals,
+                        progress,
+                        *self.tracking,
+                        *self.sample_callbacks(),
+                        *self.extra_callbacks(),
+                    ],
                 )
         except (RuntimeError, ValueError, AssertionError) as exc:
             translated = user_error(exc)

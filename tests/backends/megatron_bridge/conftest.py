@@ -76,6 +76,11 @@ class FinetuneRuns:
     lora_first_stderr: str
 
 
+def SAMPLED(facts: list[Fact]) -> list[str]:  # noqa: N802  (a constant's rule, a function's form)
+    """The questions the SFT run generates answers to while it trains (``logger.sample_prompts``)."""
+    return [f.question for f in facts[:3]]
+
+
 #: the SFT run's data layout (an imported-checkpoint run repeats it)
 SFT_SHAPE = ["pack_sequences=true", "train.global_batch_size=4", "optimizer.lr=3e-3"]
 
@@ -123,6 +128,7 @@ def finetune_runs(tmp_path_factory, finetune_base) -> FinetuneRuns:
         "--workload", "sft", "--hf_model_name_or_path", str(base), "--data_path", str(sft_data),
         "--run_dir", str(sft_dir), "--convert_to_hf", "train.train_iters=300", *SFT_SHAPE,
         "validation.eval_interval=100", "validation.eval_iters=1", "checkpoint.save_interval=300",
+        f"logger.sample_prompts={json.dumps(SAMPLED(sft_facts))}", "logger.sample_interval=150",
     )  # fmt: skip
     sft = FinetuneRun(sft_dir, sft_facts, *out)
     lora_data = write_chat(lora_facts, work / "lora_records.jsonl")

@@ -117,3 +117,24 @@ def test_sft_from_an_imported_megatron_checkpoint_starts_from_its_weights(
     first = json.loads((run_dir / "summary.json").read_text())["first_loss"]
     # the same weights, records and order as the SFT run from the HF directory: the same first loss
     assert first == pytest.approx(finetune_runs.sft.summary["first_loss"], abs=1e-5)
+
+
+def test_sft_run_writes_samples_that_learn_and_report_shows_them(finetune_runs, tmp_path):
+    """``logger.sample_prompts`` / ``sample_interval=150``: greedy answers at iterations 150 and
+    300 in samples.jsonl; by the end they are the taught answers; ``primus report`` lists them."""
+    from tests.backends.megatron_bridge.conftest import SAMPLED
+    from tests.conftest import run_cli
+
+    run = finetune_runs.sft
+    rows = [json.loads(line) for line in (run.run_dir / "samples.jsonl").read_text().splitlines()]
+    questions = SAMPLED(run.facts)
+    assert [r["iteration"] for r in rows] == [150] * 3 + [300] * 3
+    assert [r["prompt"] for r in rows[-3:]] == questions
+    answers = {f.question: f.answer for f in run.facts}
+    right = sum(r["completion"].strip() == answers[r["prompt"]] for r in rows[-3:])
+    assert right >= 2, rows[-3:]
+    out = run_cli("report", str(run.run_dir), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert (
+        "samples" in out.stdout and repr(rows[-1]["completion"]) in (run.run_dir / "report.txt").read_text()
+    )
