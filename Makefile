@@ -3,11 +3,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-fast lint format demo clean help
+.PHONY: setup test test-nightly test-fast lint format demo clean help
 
 help:
 	@echo "make setup  - create $(VENV) (Python 3.12) with the pinned dependencies"
-	@echo "make test   - run the whole test suite (what CI runs)"
+	@echo "make test   - the test suite CI runs (all but the nightly-marked long runs)"
+	@echo "make test-nightly - the long end-to-end runs make test leaves out"
 	@echo "make demo   - prepare real text, train a tiny Llama on it, plot report.png (CPU: a few minutes)"
 	@echo "make lint   - ruff check + format check"
 
@@ -15,7 +16,10 @@ setup:
 	@bash scripts/setup_venv.sh
 
 test: setup
-	@bash scripts/run_tests.sh $(PYTEST_ARGS)
+	@bash scripts/run_tests.sh -m "not nightly" $(PYTEST_ARGS)
+
+test-nightly: setup  # the long end-to-end runs CI leaves out (a few minutes each)
+	@bash scripts/run_tests.sh -m nightly $(PYTEST_ARGS)
 
 test-fast: setup
 	@$(PY) -m pytest -q -m "not megatron and not slow" $(PYTEST_ARGS)

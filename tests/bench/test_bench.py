@@ -169,6 +169,7 @@ def _byte_dataset(prefix: Path, text: bytes, extra_id: int | None = None) -> Pat
 
 
 @pytest.mark.megatron
+@pytest.mark.nightly  # long; `make test-nightly`
 def test_cpu_bench_on_real_text_gives_comparable_losses(tmp_path):
     from tests.conftest import REPO
 

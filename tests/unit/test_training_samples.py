@@ -30,9 +30,15 @@ def test_off_by_default_and_on_with_prompts_and_interval():
     [
         ({"sample_prompts": "Hi", "sample_interval": 5}, "logger.sample_prompts (cli): expected a list"),
         ({"sample_prompts": ["Hi", ""], "sample_interval": 5}, "non-empty strings"),
-        ({"sample_prompts": ["Hi"]}, "logger.sample_interval (cli): sample prompts are given but no interval"),
+        (
+            {"sample_prompts": ["Hi"]},
+            "logger.sample_interval (cli): sample prompts are given but no interval",
+        ),
         ({"sample_prompts": ["Hi"], "sample_interval": -1}, "logger.sample_interval (cli): expected a whole"),
-        ({"sample_prompts": ["Hi"], "sample_interval": 5, "sample_max_new_tokens": 0}, "sample_max_new_tokens"),
+        (
+            {"sample_prompts": ["Hi"], "sample_interval": 5, "sample_max_new_tokens": 0},
+            "sample_max_new_tokens",
+        ),
     ],
 )
 def test_bad_settings_are_one_line_each(keys, message):

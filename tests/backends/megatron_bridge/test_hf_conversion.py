@@ -314,7 +314,7 @@ def _safetensors(hf_dir: Path) -> dict:
     return {k: v for f in sorted(hf_dir.glob("*.safetensors")) for k, v in load_file(f).items()}
 
 
-@pytest.mark.parametrize("flag", ["--tp", "--pp"])
+@pytest.mark.parametrize("flag", [pytest.param("--tp", marks=pytest.mark.nightly), "--pp"])
 def test_parallel_import_on_two_cpu_ranks_verifies_and_exports_exactly(flag, tmp_path):
     """torchrun x 2 on gloo: a TP-2 / PP-2 import, resharded to one rank for verify (and export).
 

@@ -194,6 +194,7 @@ def _slurm_job_id() -> str:
     raise AssertionError("no free port")
 
 
+@pytest.mark.nightly  # long; `make test-nightly`
 def test_srun_layout_two_nodes_two_tasks_each_trains_with_the_single_process_losses(tiny_run, tmp_path):
     """What ``srun`` starts for ``--nodes 2 --ntasks-per-node 2``: 4 processes, ``SLURM_*`` only."""
     baseline, _ = tiny_run

@@ -150,18 +150,26 @@ def test_cpu_runtime_redirects_and_restores():
 
     from primus.backends.megatron_bridge.patches import cpu_runtime
 
-    original = torch.cuda.synchronize
-    cpu_runtime.enable()
+    # an in-process conversion or generation earlier in the session may have enabled it already:
+    # start from the real torch.cuda and leave the process as it was found
+    already = cpu_runtime.enabled()
+    cpu_runtime.disable()
     try:
-        assert torch.zeros(2, device="cuda").device.type == "cpu"
-        assert torch.ones(1).cuda().device.type == "cpu"
-        assert torch.cuda.current_device() == torch.device("cpu")
-        assert torch.cuda.get_rng_state().dtype == torch.uint8
-        torch.cuda.synchronize()
+        original = torch.cuda.synchronize
+        cpu_runtime.enable()
+        try:
+            assert torch.zeros(2, device="cuda").device.type == "cpu"
+            assert torch.ones(1).cuda().device.type == "cpu"
+            assert torch.cuda.current_device() == torch.device("cpu")
+            assert torch.cuda.get_rng_state().dtype == torch.uint8
+            torch.cuda.synchronize()
+        finally:
+            cpu_runtime.disable()
+        assert torch.cuda.synchronize is original
+        assert not cpu_runtime.enabled()
     finally:
-        cpu_runtime.disable()
-    assert torch.cuda.synchronize is original
-    assert not cpu_runtime.enabled()
+        if already:
+            cpu_runtime.enable()
 
 
 @pytest.mark.megatron

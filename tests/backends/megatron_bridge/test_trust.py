@@ -135,6 +135,7 @@ SHRUNK = [
 ]  # fmt: skip
 
 
+@pytest.mark.nightly  # long; `make test-nightly`
 def test_shrunk_recipe_resumes_and_continues_its_lr_schedule(tmp_path):
     run_dir = tmp_path / "run"
     base = ["train", "--run_dir", str(run_dir), *SHRUNK]
