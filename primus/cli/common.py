@@ -118,6 +118,23 @@ def backend(name: str | None = None):
     return BACKENDS.get(name or PRIMUS_KEYS["framework"].default)
 
 
+def open_model(args: argparse.Namespace):
+    """The model ``--ckpt``/``--hf`` name, through the backend's inference capability (a context
+    manager); shared by ``generate`` and ``eval``, whose model flags are the same."""
+    return (
+        backend()
+        .inference()
+        .open_model(
+            ckpt=args.ckpt,
+            hf=args.hf,
+            tokenizer=args.tokenizer,
+            device=args.device,
+            fp32=args.fp32,
+            trust_remote_code=args.trust_remote_code,
+        )
+    )
+
+
 def train_request(args: argparse.Namespace):
     """The TrainRequest for these arguments (flags not given stay None: YAML values win)."""
     from primus.core.runtime import TrainRequest

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from primus.cli.common import backend
+from primus.cli.common import backend, open_model
 from primus.core.errors import PrimusUserError
 
 logger = logging.getLogger(__name__)
@@ -192,14 +192,7 @@ def run(args: argparse.Namespace) -> int:
     held_out, tasks = _check(args)
     inference = backend().inference()
     report: dict[str, Any] = {"model": args.ckpt or args.hf}
-    with inference.open_model(
-        ckpt=args.ckpt,
-        hf=args.hf,
-        tokenizer=args.tokenizer,
-        device=args.device,
-        fp32=args.fp32,
-        trust_remote_code=args.trust_remote_code,
-    ) as model:
+    with open_model(args) as model:
         if held_out is not None:
             report["held_out"] = _held_out_loss(inference, model, held_out, args)
         if tasks is not None:

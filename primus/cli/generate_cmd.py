@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from primus.cli.common import backend
+from primus.cli.common import open_model
 from primus.core.capabilities import GenerationParams
 from primus.core.errors import PrimusUserError
 
@@ -133,18 +133,7 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output).expanduser() if args.output else None
     if output is not None and output.exists():
         raise PrimusUserError(f"{output} exists", key="--output", hint="choose another file or remove it")
-    opened = (
-        backend()
-        .inference()
-        .open_model(
-            ckpt=args.ckpt,
-            hf=args.hf,
-            tokenizer=args.tokenizer,
-            device=args.device,
-            fp32=args.fp32,
-            trust_remote_code=args.trust_remote_code,
-        )
-    )
+    opened = open_model(args)
     records, generated, seconds = [], 0, 0.0
     with opened as model:
         token_lists = [tokenize(model.tokenizer, kind, value) for kind, value in prompts]
